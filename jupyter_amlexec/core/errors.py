@@ -1,0 +1,99 @@
+"""The one error hierarchy of jupyter_amlexec: every failure a user can see is an AmlExecError.
+
+Each error's message says what is wrong (file, key, value) and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class AmlExecError(Exception):
+    """Root of every error raised on purpose by jupyter_amlexec."""
+
+
+class ConfigError(AmlExecError):
+    """A project file (aml_config/...) or an argument is malformed or names something unknown."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Path | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        where = ""
+        if file is not None:
+            where = str(file)
+            if line is not None:
+                where += f", line {line}"
+            if key is not None:
+                where += f", key '{key}'"
+            where += ": "
+        elif key is not None:
+            where = f"'{key}': "
+        super().__init__(where + message)
+        self.file = file
+        self.key = key
+        self.line = line
+
+
+class TargetNotFoundError(ConfigError):
+    """A run configuration or compute target name has no file in aml_config/."""
+
+    def __init__(self, name: str, known: Sequence[str], project: Path, kind: str = "compute target") -> None:
+        hint = ", ".join(sorted(known)) or "none yet — attach one with %aml_target attach"
+        super().__init__(f"No {kind} '{name}' in {project / 'aml_config'}. Known: {hint}.")
+        self.name = name
+        self.known = tuple(known)
+
+
+class SecretError(ConfigError):
+    """A secret cannot be resolved (unset variable, Workbench cloud secret, plain-text password)."""
+
+
+class TargetUnavailableError(AmlExecError):
+    """The target exists in config but cannot be reached (no Docker engine, SSH refused, ...)."""
+
+
+class SnapshotError(AmlExecError):
+    """The project cannot be snapshotted (over the size cap, unreadable file, missing entry script)."""
+
+
+class EnvironmentBuildError(AmlExecError):
+    """Building the run environment failed; carries the tail of the build log."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        text = message if not log_tail else f"{message}\n--- build log (tail) ---\n{log_tail}"
+        super().__init__(text)
+        self.log_tail = log_tail
+
+
+class HistoryError(AmlExecError):
+    """The run history store cannot be opened or written (permissions, corrupt database)."""
+
+
+class RunNotFoundError(AmlExecError):
+    """No run with this id in the history."""
+
+    def __init__(self, run_id: str, home: Path | None = None) -> None:
+        where = f" in {home}" if home is not None else ""
+        super().__init__(f"No run '{run_id}'{where}. List runs with `amlexec history list` or %aml_runs.")
+        self.run_id = run_id
+
+
+class RunFailedError(AmlExecError):
+    """A waited-for run ended Failed or Canceled; the message carries the log tail."""
+
+    def __init__(self, run_id: str, status: str, exit_code: int | None, error: str | None, log_tail: str) -> None:
+        code = f" (exit code {exit_code})" if exit_code is not None else ""
+        detail = f": {error}" if error else ""
+        tail = f"\n--- log (tail) ---\n{log_tail}" if log_tail else ""
+        super().__init__(f"Run {run_id} {status}{code}{detail}{tail}")
+        self.run_id = run_id
+        self.status = status
+        self.exit_code = exit_code
+        self.error = error
+        self.log_tail = log_tail
