@@ -1,0 +1,365 @@
+"""`Session`: the one entry point adapters use — a project, its history, and the runs it submits.
+
+A submit validates everything it can before anything is recorded (run configuration, target,
+script, snapshot), so bad input raises at once and leaves no half-made run; what can only fail on
+the target (engine down, build error) ends as a Failed run with the reason in its control log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .compare import RunComparison, compare_runs
+from .environment import load_environment
+from .errors import ConfigError, SnapshotError
+from .executors import create_executor
+from .executors.base import Executor, PreparedEnv, RunSpec
+from .history import History, RunRecord
+from .models import EnvironmentSpec, RunStatus
+from .paths import amlexec_home
+from .project import ComputeTarget, Project, RunConfiguration, TargetType
+from .run import Run
+from .runner import RunFollower, StartRequest
+from .secrets import redact_environment
+from .snapshot import Snapshot, SnapshotStore
+from .tracking import CELL_SCRIPT, INRUN_PYTHONPATH, inrun_files
+
+log = logging.getLogger(__name__)
+
+CELL_SCRIPT_NAME = "<cell>"
+MANAGED_ENVIRONMENT_TYPES = (TargetType.DOCKER, TargetType.REMOTE_DOCKER, TargetType.CLUSTER)
+
+
+class Session:
+    """A project + a history; submits runs and keeps one follower thread per run it follows."""
+
+    def __init__(
+        self,
+        project: Project,
+        history: History,
+        snapshots: SnapshotStore,
+        *,
+        cwd: Path | None = None,
+    ) -> None:
+        self.project = project
+        self.history = history
+        self.snapshots = snapshots
+        self.cwd = (cwd or project.root).resolve()
+        self.default_run_configuration: str | None = None
+        self._followers: dict[str, RunFollower] = {}
+        self._executors: dict[str, Executor] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, cwd: Path | None = None, home: Path | None = None) -> Session:
+        cwd = Path(cwd or Path.cwd()).resolve()
+        home = Path(home) if home is not None else amlexec_home()
+        history = History(home)
+        return cls(Project.find(cwd), history, SnapshotStore(home), cwd=cwd)
+
+    # --- submitting --------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        script: str | None = None,
+        cell: str | None = None,
+        arguments: Sequence[str] = (),
+        run_configuration: str | None = None,
+        target: str | None = None,
+        experiment: str | None = None,
+        env: Mapping[str, str] | None = None,
+        description: str | None = None,
+        force_prepare: bool = False,
+    ) -> Run:
+        """Snapshot the project and start a run; returns at once with the run Queued."""
+        if script is not None and cell is not None:
+            raise ConfigError("Give a script or a cell, not both.")
+        rc = self.resolve_run_configuration(run_configuration, target)
+        compute = self.project.target(rc.target)
+        entry, args = self._entry_and_arguments(rc, script, cell, arguments)
+        extra = inrun_files()
+        if cell is not None:
+            extra[CELL_SCRIPT] = cell.encode("utf-8")
+        snapshot = self.snapshots.take(
+            self.project.root,
+            extra_files=extra,
+            entry_script=entry,
+            max_bytes=int(rc.max_snapshot_mb * 1024 * 1024),
+        )
+        return self._start(
+            rc,
+            compute,
+            snapshot,
+            entry=entry,
+            script_name=CELL_SCRIPT_NAME if cell is not None else entry,
+            arguments=args,
+            experiment=experiment,
+            env=env,
+            description=description,
+            force_prepare=force_prepare,
+        )
+
+    def rerun(self, run_id: str, **overrides: Any) -> Run:
+        """Run a recorded run's snapshot again; overrides: arguments, target, run_configuration, env."""
+        record = self.history.get(run_id)
+        if record.snapshot_id is None:
+            raise SnapshotError(f"Run {run_id} has no snapshot to run again.")
+        snapshot = self.snapshots.get(record.snapshot_id)
+        rc = self.resolve_run_configuration(
+            overrides.pop("run_configuration", None) or record.run_configuration,
+            overrides.pop("target", None) or record.target,
+        )
+        kept_env = {k: v for k, v in record.environment.items() if v != "***" and k not in rc.environment_variables}
+        env = {**kept_env, **overrides.pop("env", {})}
+        arguments = tuple(overrides.pop("arguments", record.arguments))
+        experiment = overrides.pop("experiment", record.experiment)
+        if overrides:
+            raise ConfigError(f"rerun() does not take {', '.join(sorted(overrides))}.")
+        entry = snapshot.entry_script or record.script_name
+        return self._start(
+            rc,
+            self.project.target(rc.target),
+            snapshot,
+            entry=entry,
+            script_name=record.script_name,
+            arguments=arguments,
+            experiment=experiment,
+            env=env,
+            description=f"rerun of {run_id}",
+        )
+
+    def _start(
+        self,
+        rc: RunConfiguration,
+        compute: ComputeTarget,
+        snapshot: Snapshot,
+        *,
+        entry: str,
+        script_name: str,
+        arguments: Sequence[str],
+        experiment: str | None,
+        env: Mapping[str, str] | None,
+        description: str | None,
+        force_prepare: bool = False,
+    ) -> Run:
+        environment = self._environment(rc, compute)
+        user_env = {**rc.environment_variables, **(env or {})}
+        experiment = experiment or self.project.name
+        record = self.history.create_run(
+            project=self.project.name,
+            project_path=str(self.project.root),
+            experiment=experiment,
+            target=compute.name,
+            target_type=compute.type.value,
+            run_configuration=rc.name,
+            script_name=script_name,
+            arguments=tuple(arguments),
+            environment=redact_environment(user_env),
+            snapshot_id=snapshot.id,
+            description=description,
+            properties={"SnapshotId": snapshot.id, "EntryScript": entry, "Framework": rc.framework},
+        )
+        run_env = {
+            **user_env,
+            "AMLEXEC_RUN_ID": record.run_id,
+            "AMLEXEC_EXPERIMENT": experiment,
+            "AMLEXEC_PROJECT": self.project.name,
+        }
+        python_path = (INRUN_PYTHONPATH, ".") if script_name == CELL_SCRIPT_NAME else (INRUN_PYTHONPATH,)
+        max_output = int(rc.max_output_file_mb * 1024 * 1024)
+        spec = RunSpec(
+            run_id=record.run_id,
+            experiment=experiment,
+            project_name=self.project.name,
+            project_root=self.project.root,
+            entry_script=entry,
+            arguments=tuple(str(a) for a in arguments),
+            environment_variables=run_env,
+            python_path=python_path,
+            framework=rc.framework,
+            target=compute,
+            run_configuration=rc,
+            run_dir=self.history.run_dir(record.run_id),
+            max_output_file_bytes=max_output,
+        )
+        try:
+            executor = self._executor(compute)
+        except Exception as exc:
+            self.history.append_log(record.run_id, f"Error: {exc}\n", source="control")
+            self.history.set_status(record.run_id, RunStatus.FAILED, error=str(exc))
+            raise
+        self.history.claim_follower(record.run_id, os.getpid())
+        follower = RunFollower(
+            self.history,
+            executor,
+            record.run_id,
+            start=StartRequest(spec, snapshot, environment, force_prepare=force_prepare),
+        )
+        with self._lock:
+            self._followers[record.run_id] = follower
+        follower.begin()
+        return Run(self, record.run_id)
+
+    # --- configuration -----------------------------------------------------------------------------
+
+    def resolve_run_configuration(self, name: str | None, target: str | None = None) -> RunConfiguration:
+        """The run configuration to use: the named one, else the session default, else `local`;
+        `target` overrides its Target (Workbench's `-t`); a bare target name picks its own runconfig."""
+        if name is None and target is not None:
+            known = {rc.name for rc in self.project.run_configurations()}
+            name = target if target in known else (self.default_run_configuration or "local")
+        rc = self.project.run_configuration(name or self.default_run_configuration or "local")
+        if target is not None and target != rc.target:
+            self.project.target(target)  # TargetNotFoundError lists the known ones
+            rc = replace(rc, target=target)
+        return rc
+
+    def _entry_and_arguments(
+        self,
+        rc: RunConfiguration,
+        script: str | None,
+        cell: str | None,
+        arguments: Sequence[str],
+    ) -> tuple[str, tuple[str, ...]]:
+        if cell is not None:
+            return CELL_SCRIPT, tuple(str(a) for a in arguments)
+        if script is None:
+            vector = list(rc.argument_vector)
+            if not vector or vector[0] == "$file":
+                raise ConfigError(
+                    f"Run configuration '{rc.name}' has ArgumentVector {vector or '[]'}: name the script to "
+                    f"run (e.g. `amlexec experiment submit -c {rc.name} train.py`).",
+                    key="ArgumentVector",
+                )
+            script, arguments = vector[0], tuple(vector[1:]) + tuple(arguments)
+        entry = self._project_relative(script)
+        return entry, tuple(entry if str(a) == "$file" else str(a) for a in arguments)
+
+    def _project_relative(self, script: str) -> str:
+        """A script path as given by the user (relative to the cwd or the project) -> project-relative."""
+        root = self.project.root.resolve()
+        for base in (self.cwd, root):
+            candidate = (base / script).resolve()
+            if candidate.is_file():
+                try:
+                    return candidate.relative_to(root).as_posix()
+                except ValueError:
+                    raise SnapshotError(
+                        f"Script {candidate} is outside the project {root}; only project files are "
+                        f"snapshotted. Move it into the project folder."
+                    ) from None
+        raise SnapshotError(f"No script '{script}' in {self.cwd} or the project folder {root}.")
+
+    def _environment(self, rc: RunConfiguration, compute: ComputeTarget) -> EnvironmentSpec:
+        """Managed targets build the conda file; local and remote Python are user-managed (Workbench)."""
+        if compute.type in MANAGED_ENVIRONMENT_TYPES:
+            return load_environment(self.project, rc)
+        return EnvironmentSpec(conda=None)
+
+    def _executor(self, compute: ComputeTarget) -> Executor:
+        key = repr(compute)
+        with self._lock:
+            executor = self._executors.get(key)
+            if executor is None:
+                executor = create_executor(compute, self.history.home)
+                self._executors[key] = executor
+            return executor
+
+    def prepare(
+        self,
+        run_configuration: str | None = None,
+        *,
+        target: str | None = None,
+        force: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> PreparedEnv:
+        """Build (or find cached) the environment of a run configuration ahead of the first run."""
+        rc = self.resolve_run_configuration(run_configuration, target)
+        compute = self.project.target(rc.target)
+        executor = self._executor(compute)
+        executor.check()
+        return executor.prepare(self._environment(rc, compute), log or (lambda _text: None), force=force)
+
+    # --- runs --------------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> Run:
+        """A handle on a recorded run; re-attaches a follower when it is live and nobody follows it."""
+        self.history.get(run_id)  # RunNotFoundError
+        self.follower(run_id)
+        return Run(self, run_id)
+
+    def last_run(self) -> Run:
+        return self.run(self.history.last(self.project.name).run_id)
+
+    def follower(self, run_id: str) -> RunFollower | None:
+        """This process's follower of a live run, re-attaching one if no live process follows it."""
+        with self._lock:
+            follower = self._followers.get(run_id)
+            if follower is not None:
+                return follower
+            record = self.history.get(run_id)
+            if record.status.terminal or not self.history.claim_follower(run_id, os.getpid()):
+                return None
+            if record.handle is None:
+                self.history.set_status(
+                    run_id,
+                    RunStatus.FAILED,
+                    error="the process that was preparing this run ended before the run started",
+                )
+                self.history.release_follower(run_id, os.getpid())
+                return None
+            try:
+                executor = self._executor(self._target_of(record))
+                handle = executor.attach(record.handle)
+            except Exception:
+                self.history.release_follower(run_id, os.getpid())
+                raise
+            follower = RunFollower(self.history, executor, run_id, handle=handle)
+            self._followers[run_id] = follower
+        log.info("re-attached to run %s", run_id)
+        follower.begin()
+        return follower
+
+    def _target_of(self, record: RunRecord) -> ComputeTarget:
+        """The target a run ran on: its config if still attached, else enough to re-attach."""
+        try:
+            return self.project.target(record.target)
+        except ConfigError:
+            return ComputeTarget(name=record.target, type=TargetType(record.target_type))
+
+    def cancel(self, run_id: str) -> None:
+        follower = self.follower(run_id)
+        if follower is not None:
+            follower.cancel()
+            return
+        record = self.history.get(run_id)
+        if record.status.terminal:
+            return
+        if record.handle is not None:  # another live process follows it: stop the work directly
+            self._executor(self._target_of(record)).attach(record.handle).cancel()
+        self.history.set_status(run_id, RunStatus.CANCELED, error="canceled by the user")
+
+    def runs(self, **filters: Any) -> list[RunRecord]:
+        filters.setdefault("project", self.project.name)
+        return self.history.query(**filters)
+
+    def compare(self, run_ids: Sequence[str]) -> RunComparison:
+        return compare_runs(self.history, self.snapshots, list(run_ids))
+
+    def restore(self, run_id: str, dest: Path, *, overwrite: bool = False) -> list[str]:
+        record = self.history.get(run_id)
+        if record.snapshot_id is None:
+            raise SnapshotError(f"Run {run_id} has no snapshot.")
+        return self.snapshots.restore(record.snapshot_id, Path(dest), overwrite=overwrite)
+
+    def close(self) -> None:
+        """Stop following (the runs themselves go on; another process can re-attach)."""
+        with self._lock:
+            self._followers.clear()

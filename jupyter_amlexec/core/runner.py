@@ -1,0 +1,276 @@
+"""The follower: one worker thread that drives one run from Queued to a terminal status.
+
+It prepares the environment, starts the work through the target's executor, streams the raw log
+(splitting metric tags from displayable text), checkpoints log + metrics into the history, collects
+outputs, and publishes immutable events to listeners. The same follower can pick up a run that
+another process started (a kernel that died, the CLI after `-a`): it resumes from the history's
+checkpoint, so nothing is logged twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .errors import AmlExecError
+from .executors.base import Executor, HandleStatus, RunHandle, RunSpec
+from .history import History
+from .models import (
+    EnvironmentSpec,
+    LogEvent,
+    Metric,
+    MetricEvent,
+    OutputsEvent,
+    RunEvent,
+    RunStatus,
+    StatusEvent,
+)
+from .snapshot import Snapshot
+from .tracking import LogDemuxer
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[RunEvent], None]
+
+# How long one wait on the handle may block before the log is read again: the log latency a user
+# sees. A run that ends returns from the wait at once, so this does not add to a run's duration.
+LOG_POLL_SECONDS = 0.2
+
+
+class EventBus:
+    """Listeners of one run in this process; a failing listener is logged, never fatal."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def publish(self, event: RunEvent) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken widget must not break the run
+                log.exception("run event listener %r failed", listener)
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What a fresh run needs beyond its history record."""
+
+    spec: RunSpec
+    snapshot: Snapshot
+    environment: EnvironmentSpec
+    force_prepare: bool = False
+
+
+class RunFollower:
+    """Drives one run on a daemon thread; `done` is set once the run is terminal in the history."""
+
+    def __init__(
+        self,
+        history: History,
+        executor: Executor,
+        run_id: str,
+        *,
+        start: StartRequest | None = None,
+        handle: RunHandle | None = None,
+        max_output_file_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        if (start is None) == (handle is None):
+            raise ValueError("a follower either starts a run or resumes a handle")
+        self.history = history
+        self.executor = executor
+        self.run_id = run_id
+        self.bus = EventBus()
+        self.done = threading.Event()
+        self._start = start
+        self._handle = handle
+        self._max_output_file_bytes = (
+            start.spec.max_output_file_bytes if start is not None else max_output_file_bytes
+        )
+        self._cancel_requested = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"amlexec-run-{run_id}", daemon=True)
+
+    # --- control ---------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the run to stop; the follower records Canceled once the work has really stopped."""
+        self._cancel_requested.set()
+        handle = self._handle
+        if handle is not None:
+            handle.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+    # --- the thread ------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            status = self._start_run() if self._start is not None else self._status_of_resumed()
+            if status is None:
+                return
+            self._follow()
+        except Exception as exc:  # every failure ends in a terminal record, never a stuck run
+            self._fail(exc)
+        finally:
+            try:
+                self.history.release_follower(self.run_id, os.getpid())
+            except Exception:
+                log.exception("could not release follower of %s", self.run_id)
+            self.done.set()
+
+    def _start_run(self) -> RunStatus | None:
+        assert self._start is not None
+        request = self._start
+        self._set_status(RunStatus.PREPARING, detail=f"preparing the environment on '{request.spec.target.name}'")
+        self.executor.check()
+        prepared = self.executor.prepare(request.environment, self._control, force=request.force_prepare)
+        if prepared.built:
+            self._control(f"Environment {prepared.env_hash[:12]} built.\n")
+        else:
+            self._control(f"Environment {prepared.env_hash[:12]} ready (cached).\n")
+        if self._cancel_requested.is_set():
+            self._set_status(RunStatus.CANCELED, detail="canceled before it started")
+            return None
+        self._set_status(RunStatus.STARTING)
+        spec = replace(request.spec, prepared=prepared)
+        handle = self.executor.start(spec, request.snapshot)
+        self._handle = handle
+        self.history.set_handle(self.run_id, handle.to_dict())
+        if self._cancel_requested.is_set():
+            handle.cancel()
+        self._set_status(RunStatus.RUNNING)
+        return RunStatus.RUNNING
+
+    def _status_of_resumed(self) -> RunStatus | None:
+        record = self.history.get(self.run_id)
+        if record.status.terminal:
+            return None
+        if record.status is not RunStatus.RUNNING:
+            self._set_status(RunStatus.RUNNING)
+        return RunStatus.RUNNING
+
+    def _follow(self) -> None:
+        handle = self._handle
+        assert handle is not None
+        raw_offset, log_size = self.history.progress(self.run_id)
+        self.history.truncate_log(self.run_id, log_size)  # drop text a dead follower wrote past its checkpoint
+        demux = LogDemuxer()
+        while True:
+            state = handle.wait(LOG_POLL_SECONDS)
+            raw_offset = self._drain(handle, demux, raw_offset, final=False)
+            if state.status.terminal:
+                break
+        raw_offset = self._drain(handle, demux, raw_offset, final=True)
+        self._finish(handle, state)
+
+    def _drain(self, handle: RunHandle, demux: LogDemuxer, raw_offset: int, *, final: bool) -> int:
+        """Move every new raw byte into the history: displayable text to the log, tags to metrics."""
+        while True:
+            chunk = handle.logs(raw_offset)
+            if not chunk.data and not final:
+                return raw_offset
+            text, metrics = demux.feed(chunk.data) if chunk.data else ("", [])
+            if final and not chunk.data:
+                tail_text, tail_metrics = demux.flush()
+                text, metrics = text + tail_text, metrics + tail_metrics
+            raw_offset = chunk.next_offset
+            self._record(text, metrics, raw_offset)
+            if not chunk.data:
+                return raw_offset
+
+    def _record(self, text: str, metrics: list[Metric], raw_offset: int) -> None:
+        log_size = self.history.append_log(self.run_id, text) if text else self.history.progress(self.run_id)[1]
+        self.history.checkpoint(self.run_id, raw_offset=raw_offset, log_size=log_size, metrics=metrics)
+        if text:
+            self.bus.publish(LogEvent(self.run_id, text=text, source="driver"))
+        for metric in metrics:
+            self.bus.publish(MetricEvent(self.run_id, metric=metric))
+
+    def _finish(self, handle: RunHandle, state: HandleStatus) -> None:
+        self._set_status(RunStatus.FINALIZING)
+        outputs_dir = self.history.run_dir(self.run_id) / "outputs"
+        try:
+            files = handle.collect_outputs(outputs_dir, self._max_output_file_bytes)
+        except AmlExecError as exc:
+            files = []
+            self._control(f"Could not collect outputs/: {exc}\n")
+        self.history.set_attachments(self.run_id, [f"outputs/{f}" for f in files])
+        if files:
+            self._control(f"Collected {len(files)} file(s) from outputs/.\n")
+        self.bus.publish(OutputsEvent(self.run_id, files=tuple(files)))
+        try:
+            handle.cleanup()
+        except Exception as exc:
+            self._control(f"Clean-up after the run failed: {exc}\n")
+        status = state.status
+        if self._cancel_requested.is_set() and status is not RunStatus.COMPLETED:
+            status = RunStatus.CANCELED
+        self._set_status(status, exit_code=state.exit_code, error=state.error)
+
+    def _fail(self, exc: BaseException) -> None:
+        message = str(exc) or type(exc).__name__
+        if not isinstance(exc, AmlExecError):
+            log.exception("run %s failed inside jupyter_amlexec", self.run_id)
+            message = f"{type(exc).__name__}: {message}"
+        try:
+            self._control(f"Error: {message}\n")
+        except Exception:
+            log.exception("could not write the control log of %s", self.run_id)
+        handle = self._handle
+        if handle is not None:
+            for step in (handle.cancel, handle.cleanup):
+                try:
+                    step()
+                except Exception:
+                    log.exception("clean-up of %s after an error failed", self.run_id)
+        status = RunStatus.CANCELED if self._cancel_requested.is_set() else RunStatus.FAILED
+        self._set_status(status, error=message)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _control(self, text: str) -> None:
+        if not text:
+            return
+        if not text.endswith("\n"):
+            text += "\n"
+        self.history.append_log(self.run_id, text, source="control")
+        self.bus.publish(LogEvent(self.run_id, text=text, source="control"))
+
+    def _set_status(
+        self,
+        status: RunStatus,
+        *,
+        detail: str | None = None,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        record = self.history.set_status(self.run_id, status, exit_code=exit_code, error=error)
+        stamp = time.strftime("%H:%M:%S", time.gmtime())
+        line = f"[{stamp}Z] {record.status.value}" + (f": {detail}" if detail else "")
+        if record.status.terminal and record.exit_code is not None:
+            line += f" (exit code {record.exit_code})"
+        self.history.append_log(self.run_id, line + "\n", source="control")
+        self.bus.publish(
+            StatusEvent(self.run_id, status=record.status, detail=detail or error, exit_code=record.exit_code)
+        )
