@@ -1,0 +1,70 @@
+"""Reading and writing the small YAML/JSON files of aml_config/, with line numbers for errors.
+
+Workbench wrote YAML 1.1 (and JSON in its earliest builds); PyYAML's safe loader reads both. Every
+write goes to a temp file in the same folder and is renamed over the target, so a failure never
+leaves a half-written config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """A file's top-level mapping and the line of each key; ConfigError with the line on bad input."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file not found.", file=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file: {exc.strerror}.", file=path) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"not valid YAML/JSON ({problem}). Fix the syntax of this {what} file.",
+            file=path,
+            line=mark.line + 1 if mark is not None else None,
+        ) from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a {what} file must hold a mapping of keys to values, not a {type(data).__name__}.", file=path, line=1)
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _value in node.value:
+            lines[str(key_node.value)] = key_node.start_mark.line + 1
+    return {str(k): v for k, v in data.items()}, lines
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one rename; on any failure the old file is untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dump_yaml(doc: Mapping[str, Any], *, sort_keys: bool = True) -> str:
+    return yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=True)
+
+
+def dump_json(doc: Mapping[str, Any]) -> str:
+    return json.dumps(dict(doc), indent=2) + "\n"
