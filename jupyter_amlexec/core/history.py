@@ -178,8 +178,7 @@ class History:
         self._local = threading.local()
         try:
             (self.home / "runs").mkdir(parents=True, exist_ok=True)
-            with self._write() as db:
-                db.executescript(SCHEMA)
+            self._db().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(
                 f"Cannot open the run history in {self.home}: {exc}. Make the folder writable, or point "

@@ -1,0 +1,292 @@
+"""The local target: the user's own Python, on a private copy of the snapshot.
+
+A run must outlive the kernel that started it (jupyter_client signals the kernel's whole process
+group on interrupt and restart; see shared/notes/kernel-processes.md). So the run gets its own
+session, writes its log to a file rather than a pipe, and a tiny /bin/sh wrapper records its exit
+code next to the log, where any later process can read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import TargetUnavailableError
+from ..models import EnvironmentSpec, RunStatus
+from ..project import ComputeTarget
+from ..snapshot import Snapshot
+from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec
+
+log = logging.getLogger(__name__)
+
+# argv: sh -c WRAPPER sh EXIT_FILE PROGRAM ARGS...  (arguments are never interpolated into code)
+WRAPPER = 'exit_file="$1"; shift; "$@"; code=$?; echo "$code" > "$exit_file.tmp" && mv "$exit_file.tmp" "$exit_file"; exit "$code"'
+CANCEL_GRACE_SECONDS = 3.0
+_KERNEL_ONLY_VARIABLES = ("JPY_PARENT_PID", "JPY_SESSION_NAME", "JPY_API_TOKEN")
+
+
+class LocalExecutor:
+    """Runs on this machine with a user-managed interpreter (Workbench's `local`)."""
+
+    def __init__(self, target: ComputeTarget, home: Path) -> None:
+        self.target = target
+        self.home = home
+
+    def interpreter(self) -> str:
+        if not self.target.python_location:
+            return sys.executable
+        location = os.path.expanduser(self.target.python_location)
+        found = shutil.which(location)
+        if found is None:
+            raise TargetUnavailableError(
+                f"Target '{self.target.name}': the interpreter {location!r} (pythonLocation in "
+                f"aml_config/{self.target.name}.compute) was not found. Set pythonLocation to a Python "
+                f"on this machine, or remove it to use {sys.executable}."
+            )
+        return found
+
+    def check(self) -> None:
+        self.interpreter()
+
+    def environment_key(self, env: EnvironmentSpec) -> str:
+        return f"local:{self.interpreter()}"
+
+    def prepare(self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False) -> PreparedEnv:
+        """Nothing to build: local environments are managed by the user, as in Workbench."""
+        python = self.interpreter()
+        return PreparedEnv(env_hash=f"local:{python}", built=False, python=python)
+
+    def start(self, run: RunSpec, snapshot: Snapshot) -> LocalRunHandle:
+        private = run.run_dir / "executor"
+        work = private / "work"
+        if work.exists():
+            shutil.rmtree(work)
+        snapshot.materialize(work)
+        python = run.prepared.python if run.prepared and run.prepared.python else self.interpreter()
+        env = self._environment(run, work)
+        raw_log, exit_file = private / "raw.log", private / "exit_code"
+        argv = ["/bin/sh", "-c", WRAPPER, "sh", str(exit_file), python, run.entry_script, *run.arguments]
+        with open(raw_log, "ab") as out:
+            process = subprocess.Popen(
+                argv,
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return LocalRunHandle(
+            pid=process.pid,
+            start_ticks=_start_ticks(process.pid),
+            private_dir=private,
+            process=process,
+        )
+
+    def _environment(self, run: RunSpec, work: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _KERNEL_ONLY_VARIABLES}
+        if env.get("MPLBACKEND", "").startswith("module://"):
+            del env["MPLBACKEND"]  # the kernel's inline backend means nothing outside the kernel
+        env.update(run.environment_variables)
+        env["PYTHONUNBUFFERED"] = "1"
+        paths = [str(work / p) for p in run.python_path]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        if self.target.native_shared_directory:
+            shared = Path(os.path.expanduser(self.target.native_shared_directory)) / run.project_name
+            shared.mkdir(parents=True, exist_ok=True)
+            env["AZUREML_NATIVE_SHARE_DIRECTORY"] = str(shared) + os.sep
+        return env
+
+    def attach(self, data: Mapping[str, object]) -> LocalRunHandle:
+        return LocalRunHandle.from_dict(data)
+
+
+class LocalRunHandle:
+    """A local run's process group, raw log and exit-code file."""
+
+    def __init__(
+        self,
+        *,
+        pid: int,
+        start_ticks: int | None,
+        private_dir: Path,
+        process: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        self.pid = pid
+        self.start_ticks = start_ticks
+        self.private_dir = private_dir
+        self._process = process
+
+    @property
+    def raw_log(self) -> Path:
+        return self.private_dir / "raw.log"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.private_dir / "exit_code"
+
+    @property
+    def cancel_file(self) -> Path:
+        return self.private_dir / "canceled"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.private_dir / "work"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "type": "local",
+            "pid": self.pid,
+            "pgid": self.pid,
+            "start_ticks": self.start_ticks,
+            "private_dir": str(self.private_dir),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LocalRunHandle:
+        ticks = data.get("start_ticks")
+        return cls(
+            pid=int(str(data["pid"])),
+            start_ticks=int(str(ticks)) if ticks is not None else None,
+            private_dir=Path(str(data["private_dir"])),
+        )
+
+    # --- status -------------------------------------------------------------------------------
+
+    def _alive(self) -> bool:
+        if self._process is not None:
+            return self._process.poll() is None
+        if not Path(f"/proc/{self.pid}").exists():
+            return False
+        ticks = _start_ticks(self.pid)
+        return ticks is None or self.start_ticks is None or ticks == self.start_ticks  # else a reused pid
+
+    def poll(self) -> HandleStatus:
+        if self._alive():
+            return HandleStatus(RunStatus.RUNNING)
+        if self.cancel_file.exists():
+            return HandleStatus(RunStatus.CANCELED, exit_code=self._exit_code(), error="canceled by the user")
+        code = self._exit_code()
+        if code is None:
+            return HandleStatus(
+                RunStatus.FAILED,
+                error="the run's process ended without reporting an exit status (killed?)",
+            )
+        if code == 0:
+            return HandleStatus(RunStatus.COMPLETED, exit_code=0)
+        return HandleStatus(RunStatus.FAILED, exit_code=code, error=_describe_exit(code))
+
+    def _exit_code(self) -> int | None:
+        try:
+            return int(self.exit_file.read_text().strip())
+        except (OSError, ValueError):
+            if self._process is not None and self._process.returncode is not None and self._process.returncode >= 0:
+                return None if self._process.returncode > 128 else self._process.returncode
+            return None
+
+    def wait(self, timeout: float) -> HandleStatus:
+        if self._process is not None:
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            return self.poll()
+        deadline = time.monotonic() + timeout
+        while self._alive() and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.poll()
+
+    def logs(self, since: int) -> LogChunk:
+        try:
+            with open(self.raw_log, "rb") as f:
+                f.seek(since)
+                data = f.read(4 * 1024 * 1024)
+        except FileNotFoundError:
+            data = b""
+        return LogChunk(data, since + len(data))
+
+    # --- control ------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        if not self._alive():
+            return
+        self.cancel_file.write_text("canceled\n")
+        _signal_group(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        while _group_exists(self.pid) and time.monotonic() < deadline:
+            if self._process is not None:
+                self._process.poll()
+            time.sleep(0.05)
+        _signal_group(self.pid, signal.SIGKILL)
+        if self._process is not None:
+            self._process.wait()
+
+    def collect_outputs(self, dest: Path, max_file_bytes: int) -> list[str]:
+        """Move the work dir's outputs/ files (the work dir is deleted next) into `dest`."""
+        source = self.work_dir / "outputs"
+        if not source.is_dir():
+            return []
+        collected = []
+        for path in sorted(source.rglob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(source).as_posix()
+            size = path.stat().st_size
+            if size > max_file_bytes:
+                log.warning("not collecting outputs/%s: %d bytes, over the %d-byte limit", rel, size, max_file_bytes)
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+            collected.append(rel)
+        return collected
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks since boot, to tell a pid from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _describe_exit(code: int) -> str:
+    if code > 128:
+        try:
+            return f"the script was killed by {signal.Signals(code - 128).name}"
+        except ValueError:
+            pass
+    return f"the script exited with code {code}"
