@@ -1,0 +1,385 @@
+"""`amlexec`: Workbench's `az ml` verbs in a terminal, over the same core as the magics.
+
+    amlexec computetarget attach|list|show|detach
+    amlexec runconfiguration create|list|show
+    amlexec experiment submit|prepare|cancel
+    amlexec history list|info|last|download|compare|restore
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .core.api import Session
+from .core.errors import AmlExecError, ConfigError
+from .core.models import RunStatus
+from .core.project import TargetType
+from .display import compare_table, record_rows, runs_table, targets_table, text_table
+
+EXIT_USAGE = 2
+
+
+def _env_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--env takes NAME=VALUE, got {pair!r}.")
+        env[name] = value
+    return env
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, default=str))
+
+
+# --- computetarget -------------------------------------------------------------------------------------
+
+
+def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
+    target, rc = session.project.attach_target(
+        a.name,
+        a.type,
+        address=a.address,
+        username=a.username,
+        key_file=a.key,
+        password_env=a.password_env,
+        base_docker_image=a.base_image,
+        python_location=a.python,
+        force=a.force,
+        network_mode=a.network_mode,
+    )
+    print(f"Attached '{target.name}' ({target.type}): wrote aml_config/{target.name}.compute and aml_config/{rc.name}.runconfig")
+    return 0
+
+
+def cmd_target_list(session: Session, a: argparse.Namespace) -> int:
+    targets = session.project.targets()
+    if a.output == "json":
+        _print_json([t.name for t in targets])
+    else:
+        print(text_table(*targets_table(targets, session.project.run_configurations())))
+    return 0
+
+
+def cmd_target_show(session: Session, a: argparse.Namespace) -> int:
+    target = session.project.target(a.name)
+    if a.output == "json":
+        _print_json({"name": target.name, **target.to_mapping()})
+    else:
+        print(target.to_yaml(), end="")
+    return 0
+
+
+def cmd_target_detach(session: Session, a: argparse.Namespace) -> int:
+    for path in session.project.detach_target(a.name):
+        print(f"removed {path.relative_to(session.project.root)}")
+    return 0
+
+
+# --- runconfiguration -----------------------------------------------------------------------------------
+
+
+def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
+    rc = session.project.create_run_configuration(
+        a.name, a.target, framework=a.framework, environment_variables=_env_pairs(a.env), force=a.force
+    )
+    print(f"wrote aml_config/{rc.name}.runconfig (target {rc.target})")
+    return 0
+
+
+def cmd_rc_list(session: Session, a: argparse.Namespace) -> int:
+    rcs = session.project.run_configurations()
+    if a.output == "json":
+        _print_json([f"{rc.name}.runconfig" for rc in rcs])
+    else:
+        print(text_table(["name", "target", "framework"], [[rc.name, rc.target, rc.framework] for rc in rcs]))
+    return 0
+
+
+def cmd_rc_show(session: Session, a: argparse.Namespace) -> int:
+    print(session.project.run_configuration(a.name, check_target=False).to_text(), end="")
+    return 0
+
+
+# --- experiment -----------------------------------------------------------------------------------------
+
+
+def cmd_submit(session: Session, a: argparse.Namespace) -> int:
+    run = session.submit(
+        script=a.script,
+        arguments=a.args,
+        run_configuration=a.run_configuration,
+        target=a.target,
+        experiment=a.experiment,
+        env=_env_pairs(a.env),
+    )
+    print(f"RunId: {run.id}", flush=True)
+    if a.no_wait:
+        while run.status in (RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.STARTING):
+            time.sleep(0.1)  # -a returns once the work runs on the target; nothing is lost after
+        print(f"Status: {run.status.value}. Follow it with `amlexec history info -r {run.id}`.")
+        return 0
+    return _stream(session, run.id)
+
+
+def _stream(session: Session, run_id: str) -> int:
+    run = session.run(run_id)
+    print("Executing user inputs .....\n===========================\n", flush=True)
+    printed = 0
+    try:
+        while True:
+            done = run.done
+            text = session.history.read_log(run_id, offset=printed)
+            if text:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                printed += len(text.encode("utf-8"))
+            if done:
+                break
+            follower = session.follower(run_id)
+            if follower is not None:
+                follower.wait(0.2)
+            else:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        print(
+            f"\nStopped following; the run goes on. Re-attach: amlexec history info -r {run_id}; "
+            f"stop it: amlexec experiment cancel -r {run_id}",
+            file=sys.stderr,
+        )
+        return 130
+    record = run.record
+    print("\nExecution Details\n=================")
+    print(f"RunId: {record.run_id}\nStatus: {record.status.value}")
+    if record.duration is not None:
+        print(f"Duration: {record.duration}")
+    for name, value in record.metrics.items():
+        print(f"{name}: {value}")
+    if record.status is not RunStatus.COMPLETED:
+        if record.error:
+            print(f"Error: {record.error}", file=sys.stderr)
+        if not session.history.read_log(run_id).strip():
+            sys.stderr.write(session.history.read_log(run_id, "control"))
+        return record.exit_code if record.exit_code else 1
+    return 0
+
+
+def cmd_prepare(session: Session, a: argparse.Namespace) -> int:
+    prepared = session.prepare(a.run_configuration, target=a.target, force=a.force, log=lambda t: print(t, end="", flush=True))
+    print(f"Environment {prepared.env_hash[:12]} {'built' if prepared.built else 'ready (cached)'}" + (f": {prepared.image}" if prepared.image else ""))
+    return 0
+
+
+def cmd_cancel(session: Session, a: argparse.Namespace) -> int:
+    run = session.run(a.run)
+    run.cancel()
+    run.wait(timeout=30, raise_on_failure=False)
+    print(f"{run.id}: {run.status.value}")
+    return 0
+
+
+# --- history --------------------------------------------------------------------------------------------
+
+
+def cmd_history_list(session: Session, a: argparse.Namespace) -> int:
+    records = session.runs(experiment=a.experiment, target=a.target, status=a.status, limit=a.limit)
+    if a.output == "json":
+        _print_json([r.to_json() for r in records])
+    else:
+        print(text_table(*runs_table(records)))
+    return 0
+
+
+def _one(session: Session, run_id: str | None) -> Any:
+    if run_id is None:
+        return session.last_run()
+    return session.run(run_id)
+
+
+def cmd_history_info(session: Session, a: argparse.Namespace) -> int:
+    run = _one(session, getattr(a, "run", None))
+    if getattr(a, "artifact", None):
+        name = a.artifact
+        if name in ("driver_log", "driver_log.txt", "control_log", "control_log.txt"):
+            sys.stdout.write(run.logs(name.split("_")[0]))
+        else:
+            path = run.outputs_dir / name.removeprefix("outputs/")
+            if not path.is_file():
+                raise AmlExecError(f"Run {run.id} has no artifact '{name}'. It has: {', '.join(run.record.attachments)}.")
+            sys.stdout.buffer.write(path.read_bytes())
+        return 0
+    record = run.record
+    if a.output == "json":
+        _print_json(record.to_json())
+    else:
+        print(text_table(["field", "value"], record_rows(record)))
+    return 0
+
+
+def cmd_history_download(session: Session, a: argparse.Namespace) -> int:
+    run = session.run(a.run)
+    dest = Path(a.destination)
+    pattern = (a.artifact or "*").removeprefix("outputs/")
+    if dest.exists() and any(dest.iterdir()) and not a.overwrite:
+        clashes = [p for p in run.outputs if (dest / p).exists()]
+        if clashes:
+            raise AmlExecError(f"{dest} already holds {', '.join(clashes[:5])}; pass --overwrite to replace.")
+    files = run.download_outputs(dest, pattern)
+    for f in files:
+        print(f)
+    if not files:
+        print(f"No outputs of {run.id} match {pattern!r}.", file=sys.stderr)
+    return 0
+
+
+def cmd_history_compare(session: Session, a: argparse.Namespace) -> int:
+    comparison = session.compare(a.runs)
+    if a.output == "json":
+        _print_json(comparison.to_json(only_differences=a.differences))
+    else:
+        print(text_table(*compare_table(comparison, only_differences=a.differences)))
+        if comparison.files:
+            print("\nFiles that differ from the first run's snapshot:")
+            for path, how in comparison.files:
+                print(f"  {how:8} {path}")
+    return 0
+
+
+def cmd_history_restore(session: Session, a: argparse.Namespace) -> int:
+    files = session.restore(a.run, Path(a.destination), overwrite=a.overwrite)
+    print(f"Restored {len(files)} file(s) of {a.run} into {a.destination}")
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="amlexec", description="Run scripts on compute targets and keep a run history.")
+    parser.add_argument("--project", default=None, help="project folder (default: the nearest with aml_config/)")
+    verbs = parser.add_subparsers(dest="group", required=True)
+
+    def output(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+
+    ct = verbs.add_parser("computetarget", help="attach, list, show, detach compute targets").add_subparsers(dest="verb", required=True)
+    p = ct.add_parser("attach", help="write <name>.compute + <name>.runconfig")
+    p.add_argument("type", nargs="?", choices=[t.value for t in TargetType] + ["localdocker"], help="target type (Workbench: attach remotedocker|cluster|remote)")
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("--type", dest="type_flag", choices=[t.value for t in TargetType] + ["localdocker"])
+    p.add_argument("-a", "--address", help="HOST or HOST:PORT")
+    p.add_argument("-u", "--username")
+    p.add_argument("-k", "--key", "--private-key-file", dest="key", help="SSH private key file")
+    p.add_argument("--password-env", help="name of the environment variable holding the password")
+    p.add_argument("--base-image", help="baseDockerImage")
+    p.add_argument("--python", help="pythonLocation")
+    p.add_argument("--network-mode", help="Docker network for runs and builds: host, none, bridge, <name>")
+    p.add_argument("--force", action="store_true", help="replace an existing target")
+    p.set_defaults(func=cmd_target_attach)
+    p = ct.add_parser("list")
+    output(p)
+    p.set_defaults(func=cmd_target_list)
+    p = ct.add_parser("show")
+    p.add_argument("-n", "--name", required=True)
+    output(p)
+    p.set_defaults(func=cmd_target_show)
+    p = ct.add_parser("detach")
+    p.add_argument("-n", "--name", required=True)
+    p.set_defaults(func=cmd_target_detach)
+
+    rc = verbs.add_parser("runconfiguration", help="create, list, show run configurations").add_subparsers(dest="verb", required=True)
+    p = rc.add_parser("create")
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("-t", "--target", required=True)
+    p.add_argument("--framework", choices=["Python", "PySpark"], default="Python")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_rc_create)
+    p = rc.add_parser("list")
+    output(p)
+    p.set_defaults(func=cmd_rc_list)
+    p = rc.add_parser("show")
+    p.add_argument("-n", "--name", required=True)
+    p.set_defaults(func=cmd_rc_show)
+
+    ex = verbs.add_parser("experiment", help="submit, prepare, cancel runs").add_subparsers(dest="verb", required=True)
+    p = ex.add_parser("submit", help="run SCRIPT ARGS... on a target; streams its log; exits with its exit code")
+    p.add_argument("-c", "--run-configuration")
+    p.add_argument("-t", "--target")
+    p.add_argument("-a", "--async", dest="no_wait", action="store_true", help="return once the run is running")
+    p.add_argument("--experiment")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_submit)
+    p = ex.add_parser("prepare", help="build the environment of a run configuration ahead of the first run")
+    p.add_argument("-c", "--run-configuration")
+    p.add_argument("-t", "--target")
+    p.add_argument("--force", action="store_true", help="rebuild even when cached")
+    p.set_defaults(func=cmd_prepare)
+    p = ex.add_parser("cancel")
+    p.add_argument("-r", "--run", required=True)
+    p.add_argument("-t", "--target", help="ignored (kept for Workbench compatibility)")
+    p.set_defaults(func=cmd_cancel)
+
+    hi = verbs.add_parser("history", help="list, inspect, download, compare, restore runs").add_subparsers(dest="verb", required=True)
+    p = hi.add_parser("list")
+    p.add_argument("--experiment")
+    p.add_argument("-t", "--target")
+    p.add_argument("--status", choices=[s.value for s in RunStatus])
+    p.add_argument("-n", "--limit", type=int, default=50)
+    output(p)
+    p.set_defaults(func=cmd_history_list)
+    for name in ("info", "last"):
+        p = hi.add_parser(name)
+        if name == "info":
+            p.add_argument("-r", "--run", required=True)
+        p.add_argument("-a", "--artifact", help="print this artifact (driver_log, outputs/...) instead")
+        output(p)
+        p.set_defaults(func=cmd_history_info)
+    p = hi.add_parser("download")
+    p.add_argument("-r", "--run", required=True)
+    p.add_argument("-d", "--destination", required=True)
+    p.add_argument("--artifact", help="a glob under outputs/ (default: all)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_history_download)
+    p = hi.add_parser("compare")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--differences", action="store_true", help="only rows whose values differ")
+    output(p)
+    p.set_defaults(func=cmd_history_compare)
+    p = hi.add_parser("restore", help="write a run's snapshot into a folder")
+    p.add_argument("-r", "--run", required=True)
+    p.add_argument("-d", "--destination", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_history_restore)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is cmd_target_attach:
+        args.type = args.type_flag or args.type
+        if args.type is None:
+            parser.error("computetarget attach needs a type: local|docker|remotedocker|remote|cluster")
+    try:
+        session = Session.open(Path(args.project) if args.project else None)
+        return int(args.func(session, args))
+    except ConfigError as exc:
+        print(f"amlexec: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AmlExecError as exc:
+        print(f"amlexec: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
