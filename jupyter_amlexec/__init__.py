@@ -1,3 +1,21 @@
-"""jupyter_amlexec: run notebook cells and scripts on compute targets, with a run history."""
+"""jupyter_amlexec: run notebook cells and scripts on compute targets, with a run history.
+
+`%load_ext jupyter_amlexec` registers the magics; everything heavy (docker-py, widgets,
+matplotlib) is imported only when a magic needs it, so loading stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from .magics import AmlExecMagics
+
+    ipython.register_magics(AmlExecMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo beyond what IPython does; runs that are going on keep going."""

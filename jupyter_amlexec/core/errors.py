@@ -12,6 +12,10 @@ from pathlib import Path
 class AmlExecError(Exception):
     """Root of every error raised on purpose by jupyter_amlexec."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows our errors as their message: the stack is noise to a notebook user."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class ConfigError(AmlExecError):
     """A project file (aml_config/...) or an argument is malformed or names something unknown."""
