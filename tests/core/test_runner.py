@@ -18,20 +18,6 @@ from jupyter_amlexec.core.errors import RunFailedError, SnapshotError, TargetNot
 from jupyter_amlexec.core.models import LogEvent, MetricEvent, RunStatus, StatusEvent
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("AMLEXEC_HOME", str(home))
-    return home
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    return root
-
-
 def write(root: Path, name: str, text: str) -> Path:
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
