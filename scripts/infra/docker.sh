@@ -1,9 +1,10 @@
 # Docker for the tests: install the engine, start dockerd without bridge/iptables, build the base
 # images locally (Docker Hub is unreachable here), all cached. Sourced by scripts/test.sh.
 
-docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi; }
+docker_bin() { if [ -x /usr/bin/docker ]; then echo /usr/bin/docker; else command -v docker; fi; }
+docker_cli() { "$(docker_bin)" "$@"; }
 
-docker_answers() { timeout 10 docker_cli version >/dev/null 2>&1; }
+docker_answers() { [ -n "$(docker_bin)" ] && timeout 10 "$(docker_bin)" version >/dev/null 2>&1; }
 
 ensure_docker_engine() {
   if docker_answers; then echo "docker: engine already running"; return; fi
@@ -48,7 +49,7 @@ ensure_pyspark_image() {
   mkdir -p "$ctx"
   cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM $base
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends default-jre-headless >/dev/null && rm -rf /var/lib/apt/lists/*
+RUN mkdir -p /usr/share/man/man1 && apt-get update -qq && apt-get install -y -qq --no-install-recommends default-jre-headless >/dev/null && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/env && /opt/env/bin/pip install -q --no-cache-dir pyspark
 ENV PATH=/opt/env/bin:\$PATH SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=/opt/env/bin/python
 DOCKERFILE
