@@ -1,9 +1,9 @@
 """`amlexec`: Workbench's `az ml` verbs in a terminal, over the same core as the magics.
 
-    amlexec computetarget attach|list|show|detach
-    amlexec runconfiguration create|list|show
-    amlexec experiment submit|prepare|cancel
-    amlexec history list|info|last|download|compare|restore
+amlexec computetarget attach|list|show|detach
+amlexec runconfiguration create|list|show
+amlexec experiment submit|prepare|cancel
+amlexec history list|info|last|download|compare|restore
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
         force=a.force,
         network_mode=a.network_mode,
     )
-    print(f"Attached '{target.name}' ({target.type}): wrote aml_config/{target.name}.compute and aml_config/{rc.name}.runconfig")
+    print(
+        f"Attached '{target.name}' ({target.type}): wrote aml_config/{target.name}.compute and aml_config/{rc.name}.runconfig"
+    )
     return 0
 
 
@@ -172,8 +174,13 @@ def _stream(session: Session, run_id: str) -> int:
 
 
 def cmd_prepare(session: Session, a: argparse.Namespace) -> int:
-    prepared = session.prepare(a.run_configuration, target=a.target, force=a.force, log=lambda t: print(t, end="", flush=True))
-    print(f"Environment {prepared.env_hash[:12]} {'built' if prepared.built else 'ready (cached)'}" + (f": {prepared.image}" if prepared.image else ""))
+    prepared = session.prepare(
+        a.run_configuration, target=a.target, force=a.force, log=lambda t: print(t, end="", flush=True)
+    )
+    print(
+        f"Environment {prepared.env_hash[:12]} {'built' if prepared.built else 'ready (cached)'}"
+        + (f": {prepared.image}" if prepared.image else "")
+    )
     return 0
 
 
@@ -212,7 +219,9 @@ def cmd_history_info(session: Session, a: argparse.Namespace) -> int:
         else:
             path = run.outputs_dir / name.removeprefix("outputs/")
             if not path.is_file():
-                raise AmlExecError(f"Run {run.id} has no artifact '{name}'. It has: {', '.join(run.record.attachments)}.")
+                raise AmlExecError(
+                    f"Run {run.id} has no artifact '{name}'. It has: {', '.join(run.record.attachments)}."
+                )
             sys.stdout.buffer.write(path.read_bytes())
         return 0
     record = run.record
@@ -262,16 +271,27 @@ def cmd_history_restore(session: Session, a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="amlexec", description="Run scripts on compute targets and keep a run history.")
-    parser.add_argument("--project", default=None, help="project folder (default: the nearest with aml_config/)")
+    parser = argparse.ArgumentParser(
+        prog="amlexec", description="Run scripts on compute targets and keep a run history."
+    )
+    parser.add_argument(
+        "--project", default=None, help="project folder (default: the nearest with aml_config/)"
+    )
     verbs = parser.add_subparsers(dest="group", required=True)
 
     def output(p: argparse.ArgumentParser) -> None:
         p.add_argument("-o", "--output", choices=["table", "json"], default="table")
 
-    ct = verbs.add_parser("computetarget", help="attach, list, show, detach compute targets").add_subparsers(dest="verb", required=True)
+    ct = verbs.add_parser("computetarget", help="attach, list, show, detach compute targets").add_subparsers(
+        dest="verb", required=True
+    )
     p = ct.add_parser("attach", help="write <name>.compute + <name>.runconfig")
-    p.add_argument("type", nargs="?", choices=[t.value for t in TargetType] + ["localdocker"], help="target type (Workbench: attach remotedocker|cluster|remote)")
+    p.add_argument(
+        "type",
+        nargs="?",
+        choices=[t.value for t in TargetType] + ["localdocker"],
+        help="target type (Workbench: attach remotedocker|cluster|remote)",
+    )
     p.add_argument("-n", "--name", required=True)
     p.add_argument("--type", dest="type_flag", choices=[t.value for t in TargetType] + ["localdocker"])
     p.add_argument("-a", "--address", help="HOST or HOST:PORT")
@@ -294,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--name", required=True)
     p.set_defaults(func=cmd_target_detach)
 
-    rc = verbs.add_parser("runconfiguration", help="create, list, show run configurations").add_subparsers(dest="verb", required=True)
+    rc = verbs.add_parser("runconfiguration", help="create, list, show run configurations").add_subparsers(
+        dest="verb", required=True
+    )
     p = rc.add_parser("create")
     p.add_argument("-n", "--name", required=True)
     p.add_argument("-t", "--target", required=True)
@@ -309,11 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--name", required=True)
     p.set_defaults(func=cmd_rc_show)
 
-    ex = verbs.add_parser("experiment", help="submit, prepare, cancel runs").add_subparsers(dest="verb", required=True)
-    p = ex.add_parser("submit", help="run SCRIPT ARGS... on a target; streams its log; exits with its exit code")
+    ex = verbs.add_parser("experiment", help="submit, prepare, cancel runs").add_subparsers(
+        dest="verb", required=True
+    )
+    p = ex.add_parser(
+        "submit", help="run SCRIPT ARGS... on a target; streams its log; exits with its exit code"
+    )
     p.add_argument("-c", "--run-configuration")
     p.add_argument("-t", "--target")
-    p.add_argument("-a", "--async", dest="no_wait", action="store_true", help="return once the run is running")
+    p.add_argument(
+        "-a", "--async", dest="no_wait", action="store_true", help="return once the run is running"
+    )
     p.add_argument("--experiment")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("script")
@@ -329,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--target", help="ignored (kept for Workbench compatibility)")
     p.set_defaults(func=cmd_cancel)
 
-    hi = verbs.add_parser("history", help="list, inspect, download, compare, restore runs").add_subparsers(dest="verb", required=True)
+    hi = verbs.add_parser("history", help="list, inspect, download, compare, restore runs").add_subparsers(
+        dest="verb", required=True
+    )
     p = hi.add_parser("list")
     p.add_argument("--experiment")
     p.add_argument("-t", "--target")

@@ -35,7 +35,9 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, css_class: str = "amlexec") -> str:
+def html_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, css_class: str = "amlexec"
+) -> str:
     head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
@@ -51,7 +53,9 @@ def targets_table(targets: Sequence[ComputeTarget], run_configurations: Sequence
     rows: list[list[object]] = []
     for t in targets:
         where = t.address + (f":{t.port}" if t.port else "") if t.address else ""
-        runtime = t.base_docker_image or t.python_location or ("(this Python)" if t.type.value == "local" else "")
+        runtime = (
+            t.base_docker_image or t.python_location or ("(this Python)" if t.type.value == "local" else "")
+        )
         rows.append([t.name, t.type.value, where, runtime, ", ".join(used.get(t.name, []))])
     return ["name", "type", "address", "image / python", "run configurations"], rows
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import HTML, display
 
@@ -120,13 +120,20 @@ class AmlExecMagics(Magics):
                 return None
             if verb == "prepare":
                 opts = parse_argstring(self._target_prepare, rest)
-                prepared = self.session.prepare(opts.name, force=opts.force, log=lambda t: print(t, end="", flush=True))
+                prepared = self.session.prepare(
+                    opts.name, force=opts.force, log=lambda t: print(t, end="", flush=True)
+                )
                 state = "built" if prepared.built else "ready (cached, nothing built)"
-                print(f"Environment {prepared.env_hash[:12]} {state}" + (f": {prepared.image}" if prepared.image else ""))
+                print(
+                    f"Environment {prepared.env_hash[:12]} {state}"
+                    + (f": {prepared.image}" if prepared.image else "")
+                )
                 return None
         except ConfigError as exc:
             raise UsageError(str(exc)) from exc
-        raise UsageError(f"Unknown %aml_target subcommand {verb!r}; use list, attach, show, detach, use or prepare. See %aml_target?")
+        raise UsageError(
+            f"Unknown %aml_target subcommand {verb!r}; use list, attach, show, detach, use or prepare. See %aml_target?"
+        )
 
     def _one_name(self, rest: str, verb: str) -> str:
         parts = shlex.split(rest)
@@ -148,7 +155,9 @@ class AmlExecMagics(Magics):
             force=opts.force,
             network_mode=opts.network_mode,
         )
-        print(f"Attached '{target.name}' ({target.type}): aml_config/{target.name}.compute, aml_config/{rc.name}.runconfig")
+        print(
+            f"Attached '{target.name}' ({target.type}): aml_config/{target.name}.compute, aml_config/{rc.name}.runconfig"
+        )
 
     def _targets_table(self) -> tuple[list[str], list[list[object]]]:
         from .display import targets_table
@@ -182,14 +191,20 @@ class AmlExecMagics(Magics):
         project = self.session.project
         try:
             if verb in ("", "list"):
-                rows: list[list[object]] = [[rc.name, rc.target, rc.framework] for rc in project.run_configurations()]
+                rows: list[list[object]] = [
+                    [rc.name, rc.target, rc.framework] for rc in project.run_configurations()
+                ]
                 self._show_table(["name", "target", "framework"], rows)
             elif verb == "show":
                 print(project.run_configuration(rest.strip(), check_target=False).to_text(), end="")
             elif verb == "create":
                 opts = parse_argstring(self._rc_create, rest)
                 rc = project.create_run_configuration(
-                    opts.name, opts.target, framework=opts.framework, environment_variables=_env_pairs(opts.env), force=opts.force
+                    opts.name,
+                    opts.target,
+                    framework=opts.framework,
+                    environment_variables=_env_pairs(opts.env),
+                    force=opts.force,
                 )
                 print(f"wrote aml_config/{rc.name}.runconfig (target {rc.target})")
             else:
@@ -200,11 +215,17 @@ class AmlExecMagics(Magics):
     # --- %%aml_submit ---------------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("-c", "--run-configuration", help="aml_config/NAME.runconfig to use (default: local, or %%aml_target use)")
+    @argument(
+        "-c",
+        "--run-configuration",
+        help="aml_config/NAME.runconfig to use (default: local, or %%aml_target use)",
+    )
     @argument("-t", "--target", help="run on this compute target instead of the run configuration's")
     @argument("--experiment", help="experiment name recorded with the run (default: the project name)")
     @argument("--env", action="append", metavar="NAME=VALUE", help="extra environment variable (repeatable)")
-    @argument("-a", "--async", dest="no_wait", action="store_true", help="return the Run at once; the run goes on")
+    @argument(
+        "-a", "--async", dest="no_wait", action="store_true", help="return the Run at once; the run goes on"
+    )
     @argument("--no-widget", action="store_true", help="stream plain text instead of the live widget")
     @argument("--rebuild", action="store_true", help="rebuild the environment even when it is cached")
     @argument("args", nargs="*", help="line form: SCRIPT ARGS...; cell form: ARGS for the cell (after --)")
@@ -230,7 +251,9 @@ class AmlExecMagics(Magics):
         script = None
         if cell is None:
             if not args:
-                raise UsageError("%aml_submit needs a script: %aml_submit [-c RC] SCRIPT ARGS...  (or use %%aml_submit on a cell)")
+                raise UsageError(
+                    "%aml_submit needs a script: %aml_submit [-c RC] SCRIPT ARGS...  (or use %%aml_submit on a cell)"
+                )
             script, args = args[0], args[1:]
         if args and args[0] == "--":
             args = args[1:]
@@ -334,14 +357,21 @@ class AmlExecMagics(Magics):
     def aml_runs(self, line: str) -> Any:
         """The run history of this project: %aml_runs [--experiment E] [-t TARGET] [--status S] [-n 25]"""
         opts = parse_argstring(self.aml_runs, line)
-        filters = {"experiment": opts.experiment, "target": opts.target, "status": opts.status, "script": opts.script}
+        filters = {
+            "experiment": opts.experiment,
+            "target": opts.target,
+            "status": opts.status,
+            "script": opts.script,
+        }
         if not opts.table and _in_kernel():
             try:
                 from .widgets.dashboard import RunsDashboard
             except ImportError:
                 pass
             else:
-                return RunsDashboard(self.session.history, project=self.session.project.name, page_size=opts.limit, **filters)
+                return RunsDashboard(
+                    self.session.history, project=self.session.project.name, page_size=opts.limit, **filters
+                )
         from .display import runs_table
 
         records = self.session.runs(limit=opts.limit, **filters)
@@ -390,7 +420,7 @@ class AmlExecMagics(Magics):
                     raise UsageError("%aml_run restore ID -d DIR: say where to write the snapshot.")
                 files = session.restore(run.id, Path(opts.dest), overwrite=opts.overwrite)
                 print(f"Restored {len(files)} file(s) into {opts.dest}")
-        except (ConfigError,) as exc:
+        except ConfigError as exc:
             raise UsageError(str(exc)) from exc
         except AmlExecError:
             raise
@@ -407,7 +437,9 @@ class _ComparisonView:
         from .display import compare_table, html_table
 
         files = "".join(f"<li>{how}: {path}</li>" for path, how in self.comparison.files)
-        return html_table(*compare_table(self.comparison)) + (f"<p>Files that differ:</p><ul>{files}</ul>" if files else "")
+        return html_table(*compare_table(self.comparison)) + (
+            f"<p>Files that differ:</p><ul>{files}</ul>" if files else ""
+        )
 
     def __repr__(self) -> str:
         from .display import compare_table, text_table

@@ -15,7 +15,9 @@ NOTEBOOKS = sorted((REPO / "example_notebooks").glob("*.ipynb"))
 
 def execute(notebook: Path, workdir: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
     return nb
 
 

@@ -116,7 +116,9 @@ class Session:
             overrides.pop("run_configuration", None) or record.run_configuration,
             overrides.pop("target", None) or record.target,
         )
-        kept_env = {k: v for k, v in record.environment.items() if v != "***" and k not in rc.environment_variables}
+        kept_env = {
+            k: v for k, v in record.environment.items() if v != "***" and k not in rc.environment_variables
+        }
         env = {**kept_env, **overrides.pop("env", {})}
         arguments = tuple(overrides.pop("arguments", record.arguments))
         experiment = overrides.pop("experiment", record.experiment)

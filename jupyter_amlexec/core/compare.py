@@ -18,7 +18,7 @@ MAX_COMPARED = 5
 class ComparisonRow:
     """One field across the compared runs; `differs` when not every run has the same value."""
 
-    section: str                 # "run" | "argument" | "environment" | "metric"
+    section: str  # "run" | "argument" | "environment" | "metric"
     name: str
     values: tuple[object, ...]
 
@@ -31,7 +31,7 @@ class ComparisonRow:
 class RunComparison:
     run_ids: tuple[str, ...]
     rows: tuple[ComparisonRow, ...]
-    files: tuple[tuple[str, str], ...]                                # (path, how) vs the first run
+    files: tuple[tuple[str, str], ...]  # (path, how) vs the first run
     series: dict[str, dict[str, list[Metric]]] = field(default_factory=dict)  # metric -> run id -> series
 
     def differences_only(self) -> tuple[ComparisonRow, ...]:

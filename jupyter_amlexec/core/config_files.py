@@ -41,7 +41,11 @@ def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, in
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
-        raise ConfigError(f"a {what} file must hold a mapping of keys to values, not a {type(data).__name__}.", file=path, line=1)
+        raise ConfigError(
+            f"a {what} file must hold a mapping of keys to values, not a {type(data).__name__}.",
+            file=path,
+            line=1,
+        )
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, _value in node.value:

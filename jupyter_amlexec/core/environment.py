@@ -19,11 +19,21 @@ _NOT_PACKAGES = ("python", "pip")
 
 
 def load_environment(project: Project, rc: RunConfiguration) -> EnvironmentSpec:
-    conda = project.read_dependencies(rc.conda_dependencies_file, key="CondaDependenciesFile", runconfig=rc.name)
+    conda = project.read_dependencies(
+        rc.conda_dependencies_file, key="CondaDependenciesFile", runconfig=rc.name
+    )
     spark = None
     if rc.framework == "PySpark":
-        spark = project.read_dependencies(rc.spark_dependencies_file, key="SparkDependenciesFile", runconfig=rc.name)
-    return environment_from(conda, spark, conda_file=rc.conda_dependencies_file, spark_file=rc.spark_dependencies_file, root=project.root)
+        spark = project.read_dependencies(
+            rc.spark_dependencies_file, key="SparkDependenciesFile", runconfig=rc.name
+        )
+    return environment_from(
+        conda,
+        spark,
+        conda_file=rc.conda_dependencies_file,
+        spark_file=rc.spark_dependencies_file,
+        root=project.root,
+    )
 
 
 def environment_from(
@@ -42,12 +52,16 @@ def environment_from(
     if conda:
         deps = conda.get("dependencies") or []
         if not isinstance(deps, list):
-            raise ConfigError("`dependencies` must be a list of package specs.", file=where, key="dependencies")
+            raise ConfigError(
+                "`dependencies` must be a list of package specs.", file=where, key="dependencies"
+            )
         for dep in deps:
             if isinstance(dep, dict) and "pip" in dep:
                 pip = dep.get("pip") or []
                 if not isinstance(pip, list):
-                    raise ConfigError("the `pip:` entry must hold a list of pip requirements.", file=where, key="pip")
+                    raise ConfigError(
+                        "the `pip:` entry must hold a list of pip requirements.", file=where, key="pip"
+                    )
                 pip_packages.extend(str(p).strip() for p in pip if p is not None)
             elif isinstance(dep, (str, int, float)):
                 spec = str(dep).strip()
@@ -90,7 +104,10 @@ def _normalised_spark(spark: Mapping[str, Any]) -> dict[str, Any]:
             try:
                 coords.append(f"{p['group']}:{p['artifact']}:{p['version']}")
             except KeyError as missing:
-                raise ConfigError(f"a package needs group, artifact and version; {missing} is missing in {p!r}.", key="packages") from None
+                raise ConfigError(
+                    f"a package needs group, artifact and version; {missing} is missing in {p!r}.",
+                    key="packages",
+                ) from None
         else:
             coords.append(str(p))
     return {

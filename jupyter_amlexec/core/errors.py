@@ -91,7 +91,9 @@ class RunNotFoundError(AmlExecError):
 class RunFailedError(AmlExecError):
     """A waited-for run ended Failed or Canceled; the message carries the log tail."""
 
-    def __init__(self, run_id: str, status: str, exit_code: int | None, error: str | None, log_tail: str) -> None:
+    def __init__(
+        self, run_id: str, status: str, exit_code: int | None, error: str | None, log_tail: str
+    ) -> None:
         code = f" (exit code {exit_code})" if exit_code is not None else ""
         detail = f": {error}" if error else ""
         tail = f"\n--- log (tail) ---\n{log_tail}" if log_tail else ""

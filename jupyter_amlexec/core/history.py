@@ -359,17 +359,24 @@ class History:
                     "INSERT INTO metrics (run_id, name, step, kind, value, logged_utc) VALUES (?,?,?,?,?,?)",
                     (run_id, metric.name, step, metric.kind, value, metric.logged_utc or utc_now()),
                 )
-                num = metric.value if isinstance(metric.value, (int, float)) and not isinstance(metric.value, bool) else None
+                num = (
+                    metric.value
+                    if isinstance(metric.value, (int, float)) and not isinstance(metric.value, bool)
+                    else None
+                )
                 db.execute(
                     "INSERT OR REPLACE INTO latest_metrics (run_id, name, value, num) VALUES (?,?,?,?)",
                     (run_id, metric.name, value, num),
                 )
             db.execute(
-                "UPDATE runs SET raw_offset = ?, log_size = ? WHERE run_id = ?", (raw_offset, log_size, run_id)
+                "UPDATE runs SET raw_offset = ?, log_size = ? WHERE run_id = ?",
+                (raw_offset, log_size, run_id),
             )
 
     def progress(self, run_id: str) -> tuple[int, int]:
-        row = self._db().execute("SELECT raw_offset, log_size FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = (
+            self._db().execute("SELECT raw_offset, log_size FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        )
         if row is None:
             raise RunNotFoundError(run_id, self.home)
         return int(row[0]), int(row[1])
@@ -388,7 +395,9 @@ class History:
 
     def release_follower(self, run_id: str, pid: int) -> None:
         with self._write() as db:
-            db.execute("UPDATE runs SET follower_pid = NULL WHERE run_id = ? AND follower_pid = ?", (run_id, pid))
+            db.execute(
+                "UPDATE runs SET follower_pid = NULL WHERE run_id = ? AND follower_pid = ?", (run_id, pid)
+            )
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -412,7 +421,8 @@ class History:
         return series
 
     def _where(self, filters: Mapping[str, object]) -> tuple[str, list[object]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         for key in ("project", "experiment", "target", "status", "script_name"):
             value = filters.get("script" if key == "script_name" else key)
             if value is None:
@@ -441,7 +451,13 @@ class History:
     ) -> list[RunRecord]:
         """Runs matching the filters, sorted and paged in SQL (also by a metric: "metric:<name>")."""
         where, params = self._where(
-            {"project": project, "experiment": experiment, "target": target, "status": status, "script": script}
+            {
+                "project": project,
+                "experiment": experiment,
+                "target": target,
+                "status": status,
+                "script": script,
+            }
         )
         join = ""
         if order_by.startswith("metric:"):

@@ -97,13 +97,13 @@ class EnvironmentSpec:
     The hash names the cached environment (image tag); equal specs share one environment.
     """
 
-    conda: Mapping[str, object] | None            # parsed conda_dependencies.yml (None: none used)
-    spark: Mapping[str, object] | None = None     # parsed spark_dependencies.yml when Framework is PySpark
-    conda_file: str | None = None                 # project-relative path, for messages
+    conda: Mapping[str, object] | None  # parsed conda_dependencies.yml (None: none used)
+    spark: Mapping[str, object] | None = None  # parsed spark_dependencies.yml when Framework is PySpark
+    conda_file: str | None = None  # project-relative path, for messages
     spark_file: str | None = None
-    python_version: str | None = None             # "3.11" from `python=3.11.*` in the conda file
-    conda_packages: tuple[str, ...] = ()          # conda specs other than python/pip
-    pip_packages: tuple[str, ...] = ()            # the `pip:` section
+    python_version: str | None = None  # "3.11" from `python=3.11.*` in the conda file
+    conda_packages: tuple[str, ...] = ()  # conda specs other than python/pip
+    pip_packages: tuple[str, ...] = ()  # the `pip:` section
     channels: tuple[str, ...] = ()
 
     def content_hash(self, *salt: str) -> str:

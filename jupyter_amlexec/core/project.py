@@ -32,7 +32,7 @@ def default_base_image() -> str:
 
 class TargetType(str, Enum):
     LOCAL = "local"
-    DOCKER = "docker"                 # also read from `localdocker`
+    DOCKER = "docker"  # also read from `localdocker`
     REMOTE_DOCKER = "remotedocker"
     REMOTE = "remote"
     CLUSTER = "cluster"
@@ -131,32 +131,32 @@ class ComputeTarget:
 
     name: str
     type: TargetType
-    type_alias: str | None = None               # "localdocker" when the file said so (written back as is)
-    address: str | None = None                  # host, without port
-    port: int | None = None                     # from "host:port" or `port:`
+    type_alias: str | None = None  # "localdocker" when the file said so (written back as is)
+    address: str | None = None  # host, without port
+    port: int | None = None  # from "host:port" or `port:`
     username: str | None = None
-    password_env: str | None = None             # key `passwordEnv`
-    password_keyring: str | None = None         # key `passwordKeyring` ("service" or "service/user")
-    key_file: str | None = None                 # key `privateKeyFile`
-    base_docker_image: str | None = None        # `baseDockerImage`
-    shared_volumes: bool = False                # `sharedVolumes`
-    nvidia_docker: bool = False                 # `nvidiaDocker`
+    password_env: str | None = None  # key `passwordEnv`
+    password_keyring: str | None = None  # key `passwordKeyring` ("service" or "service/user")
+    key_file: str | None = None  # key `privateKeyFile`
+    base_docker_image: str | None = None  # `baseDockerImage`
+    shared_volumes: bool = False  # `sharedVolumes`
+    nvidia_docker: bool = False  # `nvidiaDocker`
     native_shared_directory: str | None = None  # `nativeSharedDirectory`
-    python_location: str | None = None          # `pythonLocation` (None: the current interpreter for local)
-    spark_submit_location: str | None = None    # `sparkSubmitLocation`
-    user_managed_environment: bool = False      # `userManagedEnvironment`
-    yarn_deploy_mode: str | None = None         # `yarnDeployMode`
+    python_location: str | None = None  # `pythonLocation` (None: the current interpreter for local)
+    spark_submit_location: str | None = None  # `sparkSubmitLocation`
+    user_managed_environment: bool = False  # `userManagedEnvironment`
+    yarn_deploy_mode: str | None = None  # `yarnDeployMode`
     # --- our settings beyond Workbench's (lower camelCase like Workbench's keys) ---
-    network_mode: str | None = None             # `networkMode`: host | none | bridge | <name>; None = Docker's default
-    build_network_mode: str | None = None       # `buildNetworkMode`: network for image builds; None = network_mode
-    cpus: float | None = None                   # `cpus`
-    memory: str | None = None                   # `memory` e.g. "4g"
-    shm_size: str | None = None                 # `shmSize`
-    volumes: tuple[str, ...] = ()               # `volumes`: ["/host:/container[:ro]", ...]
-    gpus: str | None = None                     # `gpus`: "all" | "2" | "0,1" (with nvidiaDocker)
-    keep_container: bool = False                # `keepContainer`: keep the container after the run (debugging)
-    forward_pip_config: bool = True             # `forwardPipConfig`: pass host pip index/CA settings into builds
-    spark_master: str | None = None             # `sparkMaster` for cluster targets
+    network_mode: str | None = None  # `networkMode`: host | none | bridge | <name>; None = Docker's default
+    build_network_mode: str | None = None  # `buildNetworkMode`: network for image builds; None = network_mode
+    cpus: float | None = None  # `cpus`
+    memory: str | None = None  # `memory` e.g. "4g"
+    shm_size: str | None = None  # `shmSize`
+    volumes: tuple[str, ...] = ()  # `volumes`: ["/host:/container[:ro]", ...]
+    gpus: str | None = None  # `gpus`: "all" | "2" | "0,1" (with nvidiaDocker)
+    keep_container: bool = False  # `keepContainer`: keep the container after the run (debugging)
+    forward_pip_config: bool = True  # `forwardPipConfig`: pass host pip index/CA settings into builds
+    spark_master: str | None = None  # `sparkMaster` for cluster targets
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -184,7 +184,9 @@ class ComputeTarget:
             raw_type = "local"
         err = _check(path, "type", lines)
         if raw_type is None:
-            raise err(f"missing. Say what this target is: type: one of {', '.join(t.value for t in TargetType)}.")
+            raise err(
+                f"missing. Say what this target is: type: one of {', '.join(t.value for t in TargetType)}."
+            )
         type_text = _as_str(raw_type, err).strip()
         alias = type_text if type_text in _TYPE_ALIASES else None
         try:
@@ -249,7 +251,7 @@ class RunConfiguration:
     target: str
     argument_vector: tuple[str, ...] = ("$file",)
     environment_variables: Mapping[str, str] = field(default_factory=dict)
-    framework: str = "PySpark"                   # Workbench's default when absent; "Python" | "PySpark"
+    framework: str = "PySpark"  # Workbench's default when absent; "Python" | "PySpark"
     conda_dependencies_file: str = DEFAULT_CONDA_FILE
     spark_dependencies_file: str = DEFAULT_SPARK_FILE
     prepare_environment: bool = True
@@ -259,9 +261,9 @@ class RunConfiguration:
     data_source_substitutions: Mapping[str, str] = field(default_factory=dict)
     description: str | None = None
     # --- ours ---
-    max_snapshot_mb: float = 25.0                # `MaxSnapshotSizeMB`
-    max_output_file_mb: float = 512.0            # `MaxOutputFileSizeMB`
-    source_format: str = "yaml"                  # "yaml" | "json" (legacy); written back in the same form
+    max_snapshot_mb: float = 25.0  # `MaxSnapshotSizeMB`
+    max_output_file_mb: float = 512.0  # `MaxOutputFileSizeMB`
+    source_format: str = "yaml"  # "yaml" | "json" (legacy); written back in the same form
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -300,7 +302,9 @@ class RunConfiguration:
         if env is not None:
             if not isinstance(env, dict):
                 raise err(f"expected a mapping of NAME: value, got {env!r}.")
-            values["environment_variables"] = {str(k): "" if v is None else _as_str(v, err) for k, v in env.items()}
+            values["environment_variables"] = {
+                str(k): "" if v is None else _as_str(v, err) for k, v in env.items()
+            }
         framework, err = take("Framework")
         if framework is not None:
             text = _as_str(framework, err)
@@ -325,7 +329,10 @@ class RunConfiguration:
             value, err = take(key)
             if value is not None:
                 values[field_name] = _as_bool(value, err)
-        for key, field_name in (("DataSourceSettings", "data_source_settings"), ("DataSourceSubstitutions", "data_source_substitutions")):
+        for key, field_name in (
+            ("DataSourceSettings", "data_source_settings"),
+            ("DataSourceSubstitutions", "data_source_substitutions"),
+        ):
             value, err = take(key)
             if value is not None:
                 if not isinstance(value, dict):
@@ -334,7 +341,10 @@ class RunConfiguration:
         description, err = take("Description")
         if description is not None:
             values["description"] = _as_str(description, err)
-        for key, field_name in (("MaxSnapshotSizeMB", "max_snapshot_mb"), ("MaxOutputFileSizeMB", "max_output_file_mb")):
+        for key, field_name in (
+            ("MaxSnapshotSizeMB", "max_snapshot_mb"),
+            ("MaxOutputFileSizeMB", "max_output_file_mb"),
+        ):
             value, err = take(key)
             if value is not None:
                 number = _as_float(value, err)
@@ -490,7 +500,9 @@ class Project:
         elif name in BUILTIN_TARGETS:
             rc = self._builtin_run_configuration(name)
         else:
-            raise TargetNotFoundError(name, self.run_configuration_names(), self.root, kind="run configuration")
+            raise TargetNotFoundError(
+                name, self.run_configuration_names(), self.root, kind="run configuration"
+            )
         if check_target:
             self.target(rc.target)
         return rc
@@ -581,16 +593,19 @@ class Project:
             if value is None:
                 continue
             if field_name not in by_field:
-                raise ConfigError(f"Unknown target setting '{field_name}'. Known: {', '.join(sorted(by_field))}.")
+                raise ConfigError(
+                    f"Unknown target setting '{field_name}'. Known: {', '.join(sorted(by_field))}."
+                )
             doc[by_field[field_name]] = list(value) if isinstance(value, tuple) else value
         target = ComputeTarget.from_mapping(name, doc)
         if target.type in (TargetType.DOCKER, TargetType.REMOTE_DOCKER) and target.base_docker_image is None:
             target = replace(target, base_docker_image=default_base_image())
-        if target.type in (TargetType.REMOTE_DOCKER, TargetType.REMOTE, TargetType.CLUSTER):
-            if not target.address or not target.username:
-                raise ConfigError(
-                    f"A '{target.type}' target needs --address HOST[:PORT] and --username USER.", key="address"
-                )
+        remote = target.type in (TargetType.REMOTE_DOCKER, TargetType.REMOTE, TargetType.CLUSTER)
+        if remote and not (target.address and target.username):
+            raise ConfigError(
+                f"A '{target.type}' target needs --address HOST[:PORT] and --username USER.",
+                key="address",
+            )
         if target.type is TargetType.REMOTE:
             target = replace(target, user_managed_environment=True)
         if target.type is TargetType.CLUSTER and target.yarn_deploy_mode is None:
@@ -625,7 +640,9 @@ class Project:
     def create_run_configuration(self, name: str, target: str, **fields_: Any) -> RunConfiguration:
         self.target(target)
         if (self.config_dir / f"{name}.runconfig").exists() and not fields_.pop("force", False):
-            raise ConfigError(f"A run configuration '{name}' already exists in {self.config_dir}; pass --force to replace it.")
+            raise ConfigError(
+                f"A run configuration '{name}' already exists in {self.config_dir}; pass --force to replace it."
+            )
         fields_.pop("force", None)
         fields_.setdefault("framework", "Python")
         rc = RunConfiguration(name=name, target=target, **fields_)

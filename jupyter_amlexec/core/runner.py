@@ -142,7 +142,9 @@ class RunFollower:
     def _start_run(self) -> RunStatus | None:
         assert self._start is not None
         request = self._start
-        self._set_status(RunStatus.PREPARING, detail=f"preparing the environment on '{request.spec.target.name}'")
+        self._set_status(
+            RunStatus.PREPARING, detail=f"preparing the environment on '{request.spec.target.name}'"
+        )
         self.executor.check()
         prepared = self.executor.prepare(request.environment, self._control, force=request.force_prepare)
         if prepared.built:
@@ -174,7 +176,9 @@ class RunFollower:
         handle = self._handle
         assert handle is not None
         raw_offset, log_size = self.history.progress(self.run_id)
-        self.history.truncate_log(self.run_id, log_size)  # drop text a dead follower wrote past its checkpoint
+        self.history.truncate_log(
+            self.run_id, log_size
+        )  # drop text a dead follower wrote past its checkpoint
         demux = LogDemuxer()
         while True:
             state = handle.wait(LOG_POLL_SECONDS)
@@ -200,7 +204,9 @@ class RunFollower:
                 return raw_offset
 
     def _record(self, text: str, metrics: list[Metric], raw_offset: int) -> None:
-        log_size = self.history.append_log(self.run_id, text) if text else self.history.progress(self.run_id)[1]
+        log_size = (
+            self.history.append_log(self.run_id, text) if text else self.history.progress(self.run_id)[1]
+        )
         self.history.checkpoint(self.run_id, raw_offset=raw_offset, log_size=log_size, metrics=metrics)
         if text:
             self.bus.publish(LogEvent(self.run_id, text=text, source="driver"))

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pathspec
 
@@ -170,13 +170,19 @@ class SnapshotStore:
     def _store_file(self, path: Path) -> str:
         try:
             with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else _digest(f)
+                digest = (
+                    hashlib.file_digest(f, "sha256").hexdigest()
+                    if hasattr(hashlib, "file_digest")
+                    else _digest(f)
+                )
                 target = self.blob_path(digest)
                 if not target.exists():
                     f.seek(0)
                     _write_stream_atomic(target, f)
         except OSError as exc:
-            raise SnapshotError(f"Cannot read {path} for the snapshot: {exc.strerror}. Fix its permissions or list it in .amlignore.") from exc
+            raise SnapshotError(
+                f"Cannot read {path} for the snapshot: {exc.strerror}. Fix its permissions or list it in .amlignore."
+            ) from exc
         return digest
 
     def _store_bytes(self, content: bytes) -> str:
@@ -217,9 +223,7 @@ class SnapshotStore:
         files = [e for e in snapshot.entries if not e.path.startswith(".amlexec/")]
         if not overwrite:
             clashes = [
-                e.path
-                for e in files
-                if (dest / e.path).exists() and _file_digest(dest / e.path) != e.blob
+                e.path for e in files if (dest / e.path).exists() and _file_digest(dest / e.path) != e.blob
             ]
             if clashes:
                 shown = ", ".join(clashes[:10]) + (" ..." if len(clashes) > 10 else "")
@@ -249,7 +253,7 @@ class SnapshotStore:
 # --- walking with ignore rules ---------------------------------------------------------------------
 
 
-def _ignore_spec(directory: Path) -> pathspec.PathSpec | None:
+def _ignore_spec(directory: Path) -> pathspec.PathSpec[Any] | None:
     for name in IGNORE_FILES:
         path = directory / name
         if path.is_file():
@@ -261,14 +265,14 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec | None:
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     """(posix relative path, stat) of every file to snapshot. Ignore files apply to their subtree;
     links to files inside the project are followed, links leaving it are skipped."""
-    specs: list[tuple[str, pathspec.PathSpec]] = []
+    specs: list[tuple[str, pathspec.PathSpec[Any]]] = []
     root_spec = _ignore_spec(root)
     if root_spec is not None:
         specs.append(("", root_spec))
     yield from _walk_dir(root, root, "", specs)
 
 
-def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec]]) -> bool:
+def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[Any]]]) -> bool:
     for base, spec in specs:
         sub = rel[len(base) :] if base else rel
         if spec.match_file(sub + "/" if is_dir else sub):
@@ -277,7 +281,7 @@ def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec]])
 
 
 def _walk_dir(
-    root: Path, directory: Path, prefix: str, specs: list[tuple[str, pathspec.PathSpec]]
+    root: Path, directory: Path, prefix: str, specs: list[tuple[str, pathspec.PathSpec[Any]]]
 ) -> Iterator[tuple[str, os.stat_result]]:
     try:
         with os.scandir(directory) as it:

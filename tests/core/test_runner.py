@@ -146,7 +146,11 @@ def test_bad_input_raises_before_anything_is_recorded(project: Path, home: Path)
 
 def test_run_survives_its_kernel_and_a_new_process_reattaches(project: Path, home: Path) -> None:
     # Given a "kernel" process that submits a run and is then killed while the run goes on
-    write(project, "slow.py", "import time, amlexec_run\nprint('tick', flush=True)\ntime.sleep(2)\namlexec_run.log('done', 1)\nprint('tock')\n")
+    write(
+        project,
+        "slow.py",
+        "import time, amlexec_run\nprint('tick', flush=True)\ntime.sleep(2)\namlexec_run.log('done', 1)\nprint('tock')\n",
+    )
     kernel = subprocess.Popen(
         [
             sys.executable,
@@ -192,7 +196,11 @@ def test_rerun_uses_the_recorded_snapshot(project: Path, home: Path) -> None:
 
 
 def test_history_json_has_every_metric_as_a_top_level_key(project: Path, home: Path) -> None:
-    write(project, "m.py", "from azureml.logging import get_azureml_logger\nl = get_azureml_logger()\nl.log('Accuracy', 0.9).wait()\nl.log('Regularization Rate', 0.01)\n")
+    write(
+        project,
+        "m.py",
+        "from azureml.logging import get_azureml_logger\nl = get_azureml_logger()\nl.log('Accuracy', 0.9).wait()\nl.log('Regularization Rate', 0.01)\n",
+    )
     session = Session.open(project, home)
     run = session.submit(script="m.py").wait()
     doc = json.loads(json.dumps(run.record.to_json()))

@@ -29,8 +29,8 @@ class PreparedEnv:
 
     env_hash: str
     built: bool = False
-    image: str | None = None             # docker image tag/id to run in
-    python: str | None = None            # interpreter inside the environment
+    image: str | None = None  # docker image tag/id to run in
+    python: str | None = None  # interpreter inside the environment
     details: Mapping[str, object] = field(default_factory=dict)
 
 
@@ -42,14 +42,14 @@ class RunSpec:
     experiment: str
     project_name: str
     project_root: Path
-    entry_script: str                     # posix path inside the snapshot, e.g. "train.py"
+    entry_script: str  # posix path inside the snapshot, e.g. "train.py"
     arguments: tuple[str, ...]
-    environment_variables: Mapping[str, str]   # final: runconfig + --env + AMLEXEC_* (secrets resolved)
-    python_path: tuple[str, ...]          # snapshot-relative dirs to prepend to PYTHONPATH
-    framework: str                        # "Python" | "PySpark"
+    environment_variables: Mapping[str, str]  # final: runconfig + --env + AMLEXEC_* (secrets resolved)
+    python_path: tuple[str, ...]  # snapshot-relative dirs to prepend to PYTHONPATH
+    framework: str  # "Python" | "PySpark"
     target: ComputeTarget
     run_configuration: RunConfiguration
-    run_dir: Path                         # history's runs/<run_id>/; executors keep private files in run_dir/"executor"
+    run_dir: Path  # history's runs/<run_id>/; executors keep private files in run_dir/"executor"
     prepared: PreparedEnv | None = None
     max_output_file_bytes: int = 512 * 1024 * 1024
 
@@ -74,11 +74,13 @@ class LogChunk:
 @runtime_checkable
 class RunHandle(Protocol):
     def poll(self) -> HandleStatus: ...
-    def wait(self, timeout: float) -> HandleStatus: ...          # block up to timeout; return current status
+    def wait(self, timeout: float) -> HandleStatus: ...  # block up to timeout; return current status
     def logs(self, since: int) -> LogChunk: ...
-    def cancel(self) -> None: ...                                # idempotent; really stops the work
-    def collect_outputs(self, dest: Path, max_file_bytes: int) -> list[str]: ...  # returns relative paths copied; skipped ones logged
-    def cleanup(self) -> None: ...                               # remove containers/temp dirs after collection
+    def cancel(self) -> None: ...  # idempotent; really stops the work
+    def collect_outputs(
+        self, dest: Path, max_file_bytes: int
+    ) -> list[str]: ...  # returns relative paths copied; skipped ones logged
+    def cleanup(self) -> None: ...  # remove containers/temp dirs after collection
     def to_dict(self) -> dict[str, object]: ...
 
 
@@ -86,7 +88,7 @@ class RunHandle(Protocol):
 class Executor(Protocol):
     target: ComputeTarget
 
-    def check(self) -> None: ...                                 # TargetUnavailableError with the fix
+    def check(self) -> None: ...  # TargetUnavailableError with the fix
     def environment_key(self, env: EnvironmentSpec) -> str: ...  # cache key of the prepared environment
     def prepare(self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False) -> PreparedEnv: ...
     def start(self, run: RunSpec, snapshot: Snapshot) -> RunHandle: ...

@@ -173,10 +173,14 @@ class DockerExecutor:
         if not force:
             try:
                 image = client.images.get(tag)
-                return PreparedEnv(env_hash=key, built=False, image=image.id, python="python3", details=details)
+                return PreparedEnv(
+                    env_hash=key, built=False, image=image.id, python="python3", details=details
+                )
             except docker.errors.ImageNotFound:
                 pass
-        log(f"Building environment image {tag} from {env.conda_file or 'conda_dependencies.yml'} over {self._base_image()}\n")
+        log(
+            f"Building environment image {tag} from {env.conda_file or 'conda_dependencies.yml'} over {self._base_image()}\n"
+        )
         image_id = self._build(env, attrs, tag, log)
         return PreparedEnv(env_hash=key, built=True, image=image_id, python="python3", details=details)
 
@@ -227,7 +231,9 @@ class DockerExecutor:
                     tail,
                 )
             if code != 0:
-                raise EnvironmentBuildError(f"Building the environment image failed (exit code {code}).", tail)
+                raise EnvironmentBuildError(
+                    f"Building the environment image failed (exit code {code}).", tail
+                )
             changes = [
                 "ENV PATH=/opt/amlexec-env/bin:" + _path_of(config),
                 "WORKDIR " + (config.get("WorkingDir") or "/"),
@@ -292,7 +298,13 @@ class DockerExecutor:
         handle = DockerRunHandle(client, container.id, private)
         try:
             if self.target.shared_volumes:
-                container.put_archive("/", _tar({p: snapshot.read(p) for p in _inrun_paths(snapshot)}, prefix=WORKDIR.lstrip("/") + "/"))
+                container.put_archive(
+                    "/",
+                    _tar(
+                        {p: snapshot.read(p) for p in _inrun_paths(snapshot)},
+                        prefix=WORKDIR.lstrip("/") + "/",
+                    ),
+                )
             else:
                 container.put_archive("/", snapshot.tar_bytes(prefix=WORKDIR.lstrip("/") + "/"))
             container.start()
@@ -326,7 +338,9 @@ class DockerRunHandle:
     def follow_logs(self) -> None:
         """Copy the container's whole log (from its start) into raw.log, following it live."""
         self.raw_log.write_bytes(b"")
-        self._stream = threading.Thread(target=self._copy_logs, name=f"docker-logs-{self.container_id[:12]}", daemon=True)
+        self._stream = threading.Thread(
+            target=self._copy_logs, name=f"docker-logs-{self.container_id[:12]}", daemon=True
+        )
         self._stream.start()
 
     def _copy_logs(self) -> None:
@@ -346,7 +360,9 @@ class DockerRunHandle:
         except docker.errors.NotFound:
             if self._cancel_file.exists():
                 return HandleStatus(RunStatus.CANCELED, error="canceled by the user")
-            return HandleStatus(RunStatus.FAILED, error=f"the run's container {self.container_id[:12]} is gone")
+            return HandleStatus(
+                RunStatus.FAILED, error=f"the run's container {self.container_id[:12]} is gone"
+            )
         if state.get("Status") in ("created", "running", "restarting", "paused"):
             return HandleStatus(RunStatus.RUNNING)
         if self._stream is not None:
@@ -355,10 +371,18 @@ class DockerRunHandle:
         if self._cancel_file.exists():
             return HandleStatus(RunStatus.CANCELED, exit_code=code, error="canceled by the user")
         if state.get("OOMKilled"):
-            return HandleStatus(RunStatus.FAILED, exit_code=code, error="the container ran out of memory (memory limit of the target)")
+            return HandleStatus(
+                RunStatus.FAILED,
+                exit_code=code,
+                error="the container ran out of memory (memory limit of the target)",
+            )
         if code == 0:
             return HandleStatus(RunStatus.COMPLETED, exit_code=0)
-        return HandleStatus(RunStatus.FAILED, exit_code=code, error=state.get("Error") or f"the script exited with code {code}")
+        return HandleStatus(
+            RunStatus.FAILED,
+            exit_code=code,
+            error=state.get("Error") or f"the script exited with code {code}",
+        )
 
     def wait(self, timeout: float) -> HandleStatus:
         try:
@@ -404,7 +428,12 @@ class DockerRunHandle:
                     if not rel or rel.startswith("/") or ".." in Path(rel).parts:
                         continue
                     if member.size > max_file_bytes:
-                        log.warning("not collecting outputs/%s: %d bytes, over the %d-byte limit", rel, member.size, max_file_bytes)
+                        log.warning(
+                            "not collecting outputs/%s: %d bytes, over the %d-byte limit",
+                            rel,
+                            member.size,
+                            max_file_bytes,
+                        )
                         continue
                     target = dest / rel
                     target.parent.mkdir(parents=True, exist_ok=True)

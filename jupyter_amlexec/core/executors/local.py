@@ -189,7 +189,11 @@ class LocalRunHandle:
         try:
             return int(self.exit_file.read_text().strip())
         except (OSError, ValueError):
-            if self._process is not None and self._process.returncode is not None and self._process.returncode >= 0:
+            if (
+                self._process is not None
+                and self._process.returncode is not None
+                and self._process.returncode >= 0
+            ):
                 return None if self._process.returncode > 128 else self._process.returncode
             return None
 
@@ -242,7 +246,9 @@ class LocalRunHandle:
             rel = path.relative_to(source).as_posix()
             size = path.stat().st_size
             if size > max_file_bytes:
-                log.warning("not collecting outputs/%s: %d bytes, over the %d-byte limit", rel, size, max_file_bytes)
+                log.warning(
+                    "not collecting outputs/%s: %d bytes, over the %d-byte limit", rel, size, max_file_bytes
+                )
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)

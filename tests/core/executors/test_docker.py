@@ -49,7 +49,9 @@ def _containers_of(client, run_id: str) -> list:  # type: ignore[no-untyped-def]
     return client.containers.list(all=True, filters={"label": f"amlexec.run_id={run_id}"})
 
 
-def docker_project(root: Path, *, image: str = BASE_IMAGE, conda: str | None = None, framework: str = "Python") -> Session:
+def docker_project(
+    root: Path, *, image: str = BASE_IMAGE, conda: str | None = None, framework: str = "Python"
+) -> Session:
     project = Project(root)
     project.initialize()
     project.attach_target("box", "docker", base_docker_image=image, network_mode=NETWORK, force=True)
@@ -73,7 +75,9 @@ def test_cell_runs_in_a_container_with_args_env_metrics_outputs(engine, project:
         "open('outputs/model.bin', 'wb').write(b'\\x00' * 1000)\n"
     )
     # When it is submitted to the docker target
-    run = session.submit(cell=cell, run_configuration="box", arguments=["--lr", "0.1"], env={"COLOUR": "blue green"}).wait()
+    run = session.submit(
+        cell=cell, run_configuration="box", arguments=["--lr", "0.1"], env={"COLOUR": "blue green"}
+    ).wait()
     # Then it ran inside a container, with everything intact, and the container is gone
     assert "in container True ['--lr', '0.1'] blue green" in run.logs()
     assert run.metrics == {"accuracy": 0.91}
@@ -93,7 +97,9 @@ def test_failing_script_reports_exit_code_and_log(engine, project: Path, home: P
 
 def test_cancel_stops_and_removes_the_container(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
     session = docker_project(project)
-    run = session.submit(cell="import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n", run_configuration="box")
+    run = session.submit(
+        cell="import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n", run_configuration="box"
+    )
     deadline = time.monotonic() + 60
     while "sleeping" not in run.logs() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -137,12 +143,16 @@ def test_missing_base_image_is_a_clear_error(engine, project: Path, home: Path) 
     session = docker_project(project, image="amlexec-test/no-such-image:0")
     run = session.submit(cell="print(1)", run_configuration="box").wait(timeout=120, raise_on_failure=False)
     assert run.status is RunStatus.FAILED
-    assert "amlexec-test/no-such-image:0" in (run.record.error or "") and "baseDockerImage" in (run.record.error or "")
+    assert "amlexec-test/no-such-image:0" in (run.record.error or "") and "baseDockerImage" in (
+        run.record.error or ""
+    )
 
 
 def test_pyspark_framework_runs_through_spark_submit(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
     require(_has_image(engine, PYSPARK_IMAGE), f"the test image {PYSPARK_IMAGE}")
-    session = docker_project(project, image=PYSPARK_IMAGE, conda="name: env\ndependencies: []\n", framework="PySpark")
+    session = docker_project(
+        project, image=PYSPARK_IMAGE, conda="name: env\ndependencies: []\n", framework="PySpark"
+    )
     (project / "aml_config" / "spark_dependencies.yml").write_text(
         'configuration:\n  "spark.app.name": "amlexec-test"\n  "spark.sql.shuffle.partitions": 3\n'
     )

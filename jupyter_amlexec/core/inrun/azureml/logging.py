@@ -6,14 +6,14 @@ Lets a 2017 Workbench script log into the jupyter_amlexec run history unchanged.
 import amlexec_run
 
 
-class _Logged(object):
+class _Logged:
     """Workbench's log() returned something to .wait() on; our metrics are written synchronously."""
 
     def wait(self, timeout=None):
         return None
 
 
-class AzureMLLogger(object):
+class AzureMLLogger:
     def log(self, name, value):
         amlexec_run.log(name, value)
         return _Logged()
