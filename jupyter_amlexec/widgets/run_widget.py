@@ -1,0 +1,267 @@
+"""RunWidget: one run, live — status, elapsed time, log tail, build log, metrics and plots, outputs.
+
+Updates come from one plain worker thread that sets traits directly, throttled; this is the only
+way that reaches the browser while a blocking cell holds the kernel's main thread (verified: see
+shared/notes/widgets-threads.md). Events only mark what changed; the worker then reads the current
+state from the history (a bounded log tail, the metric series), so the widget never holds more
+than a tail of the log, however long the run prints.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import ipywidgets as w
+
+from ..core.models import LogEvent, MetricEvent, OutputsEvent, RunEvent, StatusEvent
+from . import plots
+from .render import log_html, metrics_html, outputs_html, run_html, status_html
+
+UPDATE_INTERVAL = 0.25  # at most 4 updates a second reach the front end
+PLOT_INTERVAL = 2.0  # plots are re-rendered at most every 2 s while the run is live
+LOG_TAIL_BYTES = 16 * 1024  # what the widget shows live
+WHOLE_LOG_BYTES = 4 * 1024 * 1024
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
+
+
+class RunWidget(w.VBox):
+    """A live view of a Run; `start()` begins following it, `finish()` writes the final state."""
+
+    def __init__(self, run: Any, *, log_tail_bytes: int = LOG_TAIL_BYTES, **kwargs: Any) -> None:
+        self.run = run
+        self.log_tail_bytes = log_tail_bytes
+        self.header = w.HTML()
+        self.log_view = w.HTML()
+        self.control_view = w.HTML()
+        self.metrics = w.HTML()
+        self.plot = w.Image(format="png", layout=w.Layout(display="none", max_width="100%"))
+        self.outputs = w.HTML()
+        self.images = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.cancel_button = w.Button(
+            description="Cancel",
+            icon="stop",
+            button_style="danger",
+            tooltip="Stop the run on its target (while a blocking cell waits, use the kernel's interrupt)",
+        )
+        self.rerun_button = w.Button(description="Rerun", icon="redo", tooltip="Run the same snapshot again")
+        self.whole_log_button = w.Button(description="Show whole log", icon="align-left")
+        self.rerun_area = w.Output()
+        self.tabs = w.Tab(
+            children=[
+                self.log_view,
+                self.control_view,
+                w.VBox([self.metrics, self.plot]),
+                w.VBox([self.outputs, self.images]),
+            ]
+        )
+        for i, title in enumerate(["Log", "Preparing", "Metrics", "Outputs"]):
+            self.tabs.set_title(i, title)
+        self.cancel_button.on_click(lambda _b: self._cancel())
+        self.rerun_button.on_click(lambda _b: self._rerun())
+        self.whole_log_button.on_click(lambda _b: self.show_whole_log())
+        buttons = w.HBox([self.cancel_button, self.rerun_button, self.whole_log_button])
+        super().__init__([self.header, buttons, self.tabs, self.rerun_area], **kwargs)
+        self._events: queue.Queue[RunEvent] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unsubscribe: Any = None
+        self._last_plot = 0.0
+        self._shown_images: tuple[str, ...] = ()
+        self._finished = False
+        self.refresh(plot=True)
+
+    # --- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> RunWidget:
+        """Subscribe to the run and start the one worker thread that updates the widget."""
+        if self._thread is None:
+            self._unsubscribe = self.run.subscribe(self._events.put)
+            self._thread = threading.Thread(
+                target=self._follow, name=f"amlexec-widget-{self.run.id}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def finish(self) -> None:
+        """From the main thread, after the run ended: stop the worker, write and re-send the final state.
+
+        Notebook runners keep only messages parented to the executing cell, so the final state must
+        be written from the cell itself for a saved notebook to show it.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.refresh(plot=True)
+        self._finished = True
+        for widget in self._all_widgets():
+            widget.send_state([k for k in widget.keys if k != "msg_id"])
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        super().close()
+
+    def _all_widgets(self) -> list[w.Widget]:
+        found: list[w.Widget] = []
+
+        def walk(widget: w.Widget) -> None:
+            found.append(widget)
+            for child in getattr(widget, "children", ()):
+                walk(child)
+
+        walk(self)
+        return found
+
+    # --- the worker thread ------------------------------------------------------------------------
+
+    def _follow(self) -> None:
+        last_status_check = 0.0
+        while not self._stop.is_set():
+            changed = self._drain(timeout=UPDATE_INTERVAL)
+            now = time.monotonic()
+            terminal = any(isinstance(e, StatusEvent) and e.status.terminal for e in changed)
+            if not terminal and now - last_status_check > 1.0:
+                last_status_check = now
+                terminal = self.run.done  # events can be missed by a widget made mid-run
+            live_plot = now - self._last_plot >= PLOT_INTERVAL and any(
+                isinstance(e, MetricEvent) for e in changed
+            )
+            self.refresh(
+                log=any(isinstance(e, LogEvent) and e.source == "driver" for e in changed) or terminal,
+                control=any(
+                    isinstance(e, (LogEvent, StatusEvent)) and getattr(e, "source", "control") == "control"
+                    for e in changed
+                )
+                or terminal,
+                metrics=any(isinstance(e, MetricEvent) for e in changed) or terminal,
+                outputs=any(isinstance(e, OutputsEvent) for e in changed) or terminal,
+                plot=live_plot or terminal,
+            )
+            if terminal:
+                return
+
+    def _drain(self, timeout: float) -> list[RunEvent]:
+        deadline = time.monotonic() + timeout
+        events: list[RunEvent] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return events
+            try:
+                events.append(self._events.get(timeout=remaining))
+            except queue.Empty:
+                return events
+
+    # --- state -> widgets ---------------------------------------------------------------------------
+
+    def refresh(
+        self,
+        *,
+        log: bool = True,
+        control: bool = True,
+        metrics: bool = True,
+        outputs: bool = True,
+        plot: bool = False,
+    ) -> None:
+        """Read the run's current state from the history and set the traits that changed."""
+        record = self.run.record
+        self.header.value = status_html(
+            record.status,
+            run_id=record.run_id,
+            target=record.target,
+            script=" ".join([record.script_name, *record.arguments]),
+            elapsed=_elapsed(record),
+            exit_code=record.exit_code,
+            error=record.error,
+        )
+        self.cancel_button.disabled = record.status.terminal
+        if log:
+            tail = self.run.logs(tail_bytes=self.log_tail_bytes)
+            self.log_view.value = log_html(
+                _from_line_start(tail, self.log_tail_bytes), empty="(no output yet)"
+            )
+        if control:
+            self.control_view.value = log_html(self.run.logs("control", tail_bytes=self.log_tail_bytes))
+        series = self.run.metric_series if (metrics or plot) else {}
+        if metrics:
+            self.metrics.value = metrics_html(series)
+        if plot:
+            self._last_plot = time.monotonic()
+            png = plots.series_png({name: {record.run_id: points} for name, points in series.items()})
+            if png is not None:
+                self.plot.value = png
+                self.plot.layout.display = None
+        if outputs:
+            files = self.run.outputs
+            self.outputs.value = outputs_html(files)
+            self._show_images(files)
+
+    def _show_images(self, files: list[str]) -> None:
+        images = tuple(f for f in files if f.lower().endswith(IMAGE_SUFFIXES))[:12]
+        if images == self._shown_images:
+            return
+        self._shown_images = images
+        children = []
+        for name in images:
+            data = (self.run.outputs_dir / name).read_bytes()
+            fmt = (
+                "svg+xml" if name.lower().endswith(".svg") else name.rsplit(".", 1)[-1].replace("jpg", "jpeg")
+            )
+            children.append(
+                w.VBox([w.Image(value=data, format=fmt, layout=w.Layout(max_width="320px")), w.Label(name)])
+            )
+        self.images.children = children
+
+    def show_whole_log(self) -> None:
+        text = self.run.logs(tail_bytes=WHOLE_LOG_BYTES)
+        note = (
+            ""
+            if len(text.encode()) < WHOLE_LOG_BYTES
+            else f"(last {WHOLE_LOG_BYTES // 1024 // 1024} MB; `run.logs()` has it all)\n"
+        )
+        self.log_view.value = log_html(note + _from_line_start(text, WHOLE_LOG_BYTES))
+
+    # --- buttons ----------------------------------------------------------------------------------
+
+    def _cancel(self) -> None:
+        self.run.cancel()
+        self.refresh(log=False, metrics=False, outputs=False)
+
+    def _rerun(self) -> None:
+        again = RunWidget(self.run.rerun())
+        self.rerun_area.clear_output()
+        with self.rerun_area:
+            from IPython.display import display
+
+            display(again)
+        again.start()
+
+    def _repr_html_(self) -> str:
+        record = self.run.record
+        return run_html(
+            record, self.run.logs(tail_bytes=self.log_tail_bytes), self.run.metric_series, self.run.outputs
+        )
+
+
+def _elapsed(record: Any) -> float | None:
+    if record.start_time_utc is None:
+        return None
+    start = datetime.fromisoformat(record.start_time_utc)
+    end = datetime.fromisoformat(record.end_time_utc) if record.end_time_utc else datetime.now(timezone.utc)
+    return max(0.0, (end - start).total_seconds())
+
+
+def _from_line_start(tail: str, limit: int) -> str:
+    """Drop the partial first line of a tail that was cut at `limit` bytes."""
+    if len(tail.encode("utf-8")) < limit:
+        return tail
+    cut = tail.find("\n")
+    return tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail
