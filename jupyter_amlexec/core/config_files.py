@@ -27,6 +27,13 @@ def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, in
         raise ConfigError(f"{what} file not found.", file=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the {what} file: {exc.strerror}.", file=path) from exc
+    if text.lstrip().startswith("{"):  # the JSON form of Sept-2017 builds: JSON's own errors are clearer
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"not valid JSON ({exc.msg}). Fix the syntax of this {what} file.", file=path, line=exc.lineno
+            ) from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

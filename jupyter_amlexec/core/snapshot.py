@@ -32,6 +32,10 @@ TOP_LEVEL_SKIPPED_DIRS = frozenset({"outputs"})
 IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in azureml
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 _CHUNK = 1024 * 1024
+# pathspec >= 0.12.2 names git's own rules "gitignore"; older releases call them "gitwildmatch"
+_PATTERN_STYLE = (
+    "gitignore" if "gitignore" in getattr(pathspec.util, "_registered_patterns", {}) else "gitwildmatch"
+)
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,7 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec[Any] | None:
         path = directory / name
         if path.is_file():
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+            return pathspec.PathSpec.from_lines(_PATTERN_STYLE, lines)
     return None
 
 
