@@ -97,7 +97,9 @@ def test_extra_files_materialize_tar_and_restore(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     snap.write_tar(buffer, prefix="w/")
     buffer.seek(0)
-    assert sorted(tarfile.open(fileobj=buffer).getnames()) == [
+    with tarfile.open(fileobj=buffer) as tar:
+        names = tar.getnames()
+    assert sorted(names) == [
         "w/.amlexec/cell.py",
         "w/pkg/mod.py",
         "w/run.sh",
