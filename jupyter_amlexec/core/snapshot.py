@@ -15,6 +15,7 @@ import os
 import stat
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ TOP_LEVEL_SKIPPED_DIRS = frozenset({"outputs"})
 IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in azureml
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 _CHUNK = 1024 * 1024
+_SMALL_FILE = 4 * 1024 * 1024
 # pathspec >= 0.12.2 names git's own rules "gitignore"; older releases call them "gitwildmatch"
 _PATTERN_STYLE = (
     "gitignore" if "gitignore" in getattr(pathspec.util, "_registered_patterns", {}) else "gitwildmatch"
@@ -140,7 +142,7 @@ class SnapshotStore:
         for rel, st in files:
             key = [st.st_size, st.st_mtime_ns, st.st_ino]
             hit = cache.get(rel)
-            if hit is not None and hit[:3] == key and self.blob_path(str(hit[3])).exists():
+            if hit is not None and hit[:3] == key:  # blobs are never deleted: a cached digest is stored
                 entries.append(SnapshotEntry(rel, str(hit[3]), st.st_size, stat.S_IMODE(st.st_mode)))
                 new_cache[rel] = hit
                 self.cache_hits += 1
@@ -148,8 +150,11 @@ class SnapshotStore:
                 to_hash.append((rel, st))
         if to_hash:
             self._ensure_dirs()
-            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-                digests = list(pool.map(lambda f: self._store_file(root / f[0]), to_hash))
+            if len(to_hash) < 64:
+                digests = [self._store_file(root / rel) for rel, _st in to_hash]
+            else:  # hashlib and file I/O release the GIL: overlap them across cores
+                with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+                    digests = list(pool.map(lambda f: self._store_file(root / f[0]), to_hash, chunksize=64))
             for (rel, st), digest in zip(to_hash, digests):
                 entries.append(SnapshotEntry(rel, digest, st.st_size, stat.S_IMODE(st.st_mode)))
                 new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
@@ -167,27 +172,42 @@ class SnapshotStore:
         return self._save(tuple(entries), entry_script)
 
     def _ensure_dirs(self) -> None:
-        if not self.manifests.is_dir():
-            for d in (self.blobs, self.manifests, self.statcache):
+        if not (self.blobs / "ff").is_dir():
+            for d in (self.manifests, self.statcache):
                 d.mkdir(parents=True, exist_ok=True)
+            for i in range(256):  # every blob folder up front: no mkdir on the hot path
+                (self.blobs / f"{i:02x}").mkdir(parents=True, exist_ok=True)
 
     def _store_file(self, path: Path) -> str:
+        """Hash a file and store its blob; a small file is read once, a large one hashed while copied."""
+        blobs = str(self.blobs)
         try:
-            with open(path, "rb") as f:
-                digest = (
-                    hashlib.file_digest(f, "sha256").hexdigest()
-                    if hasattr(hashlib, "file_digest")
-                    else _digest(f)
-                )
-                target = self.blob_path(digest)
-                if not target.exists():
-                    f.seek(0)
-                    _write_stream_atomic(target, f)
+            with open(path, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size <= _SMALL_FILE:
+                    data = f.read()
+                    digest = hashlib.sha256(data).hexdigest()
+                    target = f"{blobs}/{digest[:2]}/{digest}"
+                    if not os.path.exists(target):
+                        _write_bytes_atomic(target, data)
+                    return digest
+                tmp = f"{blobs}/.incoming-{os.getpid()}-{threading.get_ident()}"
+                h = hashlib.sha256()
+                with open(tmp, "wb") as out:
+                    while chunk := f.read(_CHUNK):
+                        h.update(chunk)
+                        out.write(chunk)
+                digest = h.hexdigest()
+                target = f"{blobs}/{digest[:2]}/{digest}"
+                if os.path.exists(target):
+                    os.unlink(tmp)
+                else:
+                    os.replace(tmp, target)
+                return digest
         except OSError as exc:
             raise SnapshotError(
                 f"Cannot read {path} for the snapshot: {exc.strerror}. Fix its permissions or list it in .amlignore."
             ) from exc
-        return digest
 
     def _store_bytes(self, content: bytes) -> str:
         digest = hashlib.sha256(content).hexdigest()
@@ -269,11 +289,7 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec[Any] | None:
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     """(posix relative path, stat) of every file to snapshot. Ignore files apply to their subtree;
     links to files inside the project are followed, links leaving it are skipped."""
-    specs: list[tuple[str, pathspec.PathSpec[Any]]] = []
-    root_spec = _ignore_spec(root)
-    if root_spec is not None:
-        specs.append(("", root_spec))
-    yield from _walk_dir(root, root, "", specs)
+    yield from _walk_dir(root, str(root), "", [])
 
 
 def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[Any]]]) -> bool:
@@ -285,25 +301,30 @@ def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[An
 
 
 def _walk_dir(
-    root: Path, directory: Path, prefix: str, specs: list[tuple[str, pathspec.PathSpec[Any]]]
+    root: Path, directory: str, prefix: str, specs: list[tuple[str, pathspec.PathSpec[Any]]]
 ) -> Iterator[tuple[str, os.stat_result]]:
     try:
         with os.scandir(directory) as it:
             items = sorted(it, key=lambda d: d.name)
     except OSError as exc:
         raise SnapshotError(f"Cannot list {directory} for the snapshot: {exc.strerror}.") from exc
+    names = {item.name for item in items}
+    for name in IGNORE_FILES:  # found in the listing: no extra stat per folder
+        if name in names:
+            spec = _ignore_spec(Path(directory))
+            if spec is not None:
+                specs = [*specs, (prefix, spec)]
+            break
     for item in items:
         rel = prefix + item.name
         if item.is_dir(follow_symlinks=False):
             if item.name in ALWAYS_SKIPPED_DIRS or (not prefix and item.name in TOP_LEVEL_SKIPPED_DIRS):
                 continue
-            if _ignored(rel, True, specs):
+            if specs and _ignored(rel, True, specs):
                 continue
-            sub_spec = _ignore_spec(Path(item.path))
-            sub_specs = specs + [(rel + "/", sub_spec)] if sub_spec is not None else specs
-            yield from _walk_dir(root, Path(item.path), rel + "/", sub_specs)
+            yield from _walk_dir(root, item.path, rel + "/", specs)
         elif item.is_file(follow_symlinks=False):
-            if _ignored(rel, False, specs):
+            if specs and _ignored(rel, False, specs):
                 continue
             yield rel, item.stat(follow_symlinks=False)
         elif item.is_symlink():
@@ -311,7 +332,7 @@ def _walk_dir(
             if not target.is_file() or root not in target.parents:
                 log.warning("snapshot skips %s: a link to %s, outside the project or not a file", rel, target)
                 continue
-            if not _ignored(rel, False, specs):
+            if not (specs and _ignored(rel, False, specs)):
                 yield rel, target.stat()
 
 
@@ -323,6 +344,18 @@ def _digest(f: BinaryIO) -> str:
     while chunk := f.read(_CHUNK):
         h.update(chunk)
     return h.hexdigest()
+
+
+def _write_bytes_atomic(target: str, data: bytes) -> None:
+    tmp = f"{target}.{os.getpid()}-{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
 
 
 def _file_digest(path: Path) -> str:
