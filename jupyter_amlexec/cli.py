@@ -16,23 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.api import Session
+from .core.api import Session, parse_env_assignments
 from .core.errors import AmlExecError, ConfigError
 from .core.models import RunStatus
 from .core.project import TargetType
 from .display import compare_table, record_rows, runs_table, targets_table, text_table
 
 EXIT_USAGE = 2
-
-
-def _env_pairs(pairs: Sequence[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--env takes NAME=VALUE, got {pair!r}.")
-        env[name] = value
-    return env
 
 
 def _print_json(doc: Any) -> None:
@@ -90,7 +80,11 @@ def cmd_target_detach(session: Session, a: argparse.Namespace) -> int:
 
 def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
     rc = session.project.create_run_configuration(
-        a.name, a.target, framework=a.framework, environment_variables=_env_pairs(a.env), force=a.force
+        a.name,
+        a.target,
+        framework=a.framework,
+        environment_variables=parse_env_assignments(a.env),
+        force=a.force,
     )
     print(f"wrote aml_config/{rc.name}.runconfig (target {rc.target})")
     return 0
@@ -120,7 +114,7 @@ def cmd_submit(session: Session, a: argparse.Namespace) -> int:
         run_configuration=a.run_configuration,
         target=a.target,
         experiment=a.experiment,
-        env=_env_pairs(a.env),
+        env=parse_env_assignments(a.env),
     )
     print(f"RunId: {run.id}", flush=True)
     if a.no_wait:

@@ -23,16 +23,6 @@ from .core.errors import AmlExecError, ConfigError, RunFailedError
 TARGET_TYPES = ["local", "docker", "localdocker", "remotedocker", "remote", "cluster"]
 
 
-def _env_pairs(pairs: list[str] | None) -> dict[str, str]:
-    env = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--env takes NAME=VALUE, got {pair!r}")
-        env[name] = value
-    return env
-
-
 def _in_kernel() -> bool:
     """True in a Jupyter kernel with comms (where widgets render), False in a terminal IPython."""
     ip = _ipython()
@@ -187,6 +177,8 @@ class AmlExecMagics(Magics):
     @line_magic
     def aml_runconfig(self, line: str) -> None:
         """Manage run configurations: %aml_runconfig list | show NAME | create NAME --target T [--framework F] [--env K=V]"""
+        from .core.api import parse_env_assignments
+
         verb, _, rest = line.strip().partition(" ")
         project = self.session.project
         try:
@@ -203,7 +195,7 @@ class AmlExecMagics(Magics):
                     opts.name,
                     opts.target,
                     framework=opts.framework,
-                    environment_variables=_env_pairs(opts.env),
+                    environment_variables=parse_env_assignments(opts.env),
                     force=opts.force,
                 )
                 print(f"wrote aml_config/{rc.name}.runconfig (target {rc.target})")
@@ -246,6 +238,8 @@ class AmlExecMagics(Magics):
         %aml_submit -c local train.py 0.01
         %aml_submit -a -c docker train.py 0.5        # returns at once; run.wait() later
         """
+        from .core.api import parse_env_assignments
+
         opts = parse_argstring(self.aml_submit, line)
         args = list(opts.args)
         script = None
@@ -265,7 +259,7 @@ class AmlExecMagics(Magics):
                 run_configuration=opts.run_configuration,
                 target=opts.target,
                 experiment=opts.experiment,
-                env=_env_pairs(opts.env),
+                env=parse_env_assignments(opts.env),
                 force_prepare=opts.rebuild,
             )
         except ConfigError as exc:

@@ -36,6 +36,17 @@ CELL_SCRIPT_NAME = "<cell>"
 MANAGED_ENVIRONMENT_TYPES = (TargetType.DOCKER, TargetType.REMOTE_DOCKER, TargetType.CLUSTER)
 
 
+def parse_env_assignments(pairs: Sequence[str] | None) -> dict[str, str]:
+    """`--env NAME=VALUE` arguments as a mapping; ConfigError naming a malformed one."""
+    env: dict[str, str] = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--env takes NAME=VALUE, got {pair!r}.")
+        env[name] = value
+    return env
+
+
 class Session:
     """A project + a history; submits runs and keeps one follower thread per run it follows."""
 

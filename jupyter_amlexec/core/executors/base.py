@@ -71,6 +71,17 @@ class LogChunk:
     next_offset: int
 
 
+def read_log_chunk(path: Path, since: int, limit: int = 4 * 1024 * 1024) -> LogChunk:
+    """The bytes of a raw log file from offset `since` (executors that spool their log to a file)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(since)
+            data = f.read(limit)
+    except FileNotFoundError:
+        data = b""
+    return LogChunk(data, since + len(data))
+
+
 @runtime_checkable
 class RunHandle(Protocol):
     def poll(self) -> HandleStatus: ...

@@ -24,7 +24,7 @@ from ..errors import EnvironmentBuildError, TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
-from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec
+from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec, read_log_chunk
 from .pip_forwarding import host_pip_files
 
 log = logging.getLogger(__name__)
@@ -392,13 +392,7 @@ class DockerRunHandle:
         return self.poll()
 
     def logs(self, since: int) -> LogChunk:
-        try:
-            with open(self.raw_log, "rb") as f:
-                f.seek(since)
-                data = f.read(4 * 1024 * 1024)
-        except FileNotFoundError:
-            data = b""
-        return LogChunk(data, since + len(data))
+        return read_log_chunk(self.raw_log, since)
 
     def cancel(self) -> None:
         docker = _docker()

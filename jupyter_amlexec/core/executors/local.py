@@ -22,7 +22,7 @@ from ..errors import TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
-from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec
+from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec, read_log_chunk
 
 log = logging.getLogger(__name__)
 
@@ -210,13 +210,7 @@ class LocalRunHandle:
         return self.poll()
 
     def logs(self, since: int) -> LogChunk:
-        try:
-            with open(self.raw_log, "rb") as f:
-                f.seek(since)
-                data = f.read(4 * 1024 * 1024)
-        except FileNotFoundError:
-            data = b""
-        return LogChunk(data, since + len(data))
+        return read_log_chunk(self.raw_log, since)
 
     # --- control ------------------------------------------------------------------------------
 
