@@ -1,21 +1,24 @@
-"""The run history: an SQLite index (WAL) of runs and metrics, plus each run's files on disk.
+"""The run history: an SQLite index (WAL) of runs, metrics and attachments, plus each run's files.
 
 Several kernels and CLI processes write at once: every write is one short `BEGIN IMMEDIATE`
-transaction with a generous busy timeout, and each thread has its own connection. Logs are files
-(`runs/<id>/driver_log.txt`) appended as they stream, so nothing is lost if a process dies; the
-follower's checkpoint (raw log offset, log size, metrics) is one transaction, so a new follower
-resumes exactly where the last one stopped.
+transaction with a generous busy timeout, and each thread (and each forked process) has its own
+connection. Logs are files (`runs/<id>/driver_log.txt`) appended as they stream, so nothing is lost
+if a process dies; the follower's checkpoint (raw log offset, log size, metrics) is one transaction,
+so a new follower resumes exactly where the last one stopped. `latest_metrics` keeps the newest value
+of every metric per run, so a dashboard page of 100k runs with one column per metric, sorted by a
+metric, is one indexed query.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,6 +28,16 @@ from typing import Any
 from .errors import HistoryError, RunNotFoundError
 from .models import Metric, RunStatus
 
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_S = 30.0
+LOG_FILES = ("driver_log.txt", "control_log.txt")
+FEW_RUNS = 2000  # below this many matching runs, reading them all beats walking a metric index
+SORT_TEXT_CHARS = 100  # a text metric sorts by its first 100 characters (kept in an index)
+
+# Version 1 (the first release) kept attachments as a JSON column of `runs` and had no numeric
+# column in `metrics`; `_migrate` and `_backfill` bring such a file up to date in place.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -33,10 +46,12 @@ CREATE TABLE IF NOT EXISTS runs (
     project_path TEXT NOT NULL,
     experiment TEXT NOT NULL,
     status TEXT NOT NULL,
+    status_detail TEXT,
     created_ms INTEGER NOT NULL,
     created_utc TEXT NOT NULL,
     start_time_utc TEXT,
     end_time_utc TEXT,
+    duration_ms INTEGER,
     target TEXT NOT NULL,
     target_type TEXT NOT NULL,
     run_configuration TEXT NOT NULL,
@@ -48,35 +63,54 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     description TEXT,
     properties TEXT NOT NULL,
-    attachments TEXT NOT NULL DEFAULT '[]',
     handle TEXT,
     follower_pid INTEGER,
+    follower_started INTEGER,
     raw_offset INTEGER NOT NULL DEFAULT 0,
     log_size INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_project ON runs(project, created_ms);
+CREATE INDEX IF NOT EXISTS runs_project_number ON runs(project, run_number);
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created_ms);
 CREATE INDEX IF NOT EXISTS runs_target ON runs(target, created_ms);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_ms);
 CREATE INDEX IF NOT EXISTS runs_script ON runs(script_name, created_ms);
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_ms);
+CREATE INDEX IF NOT EXISTS runs_duration ON runs(duration_ms);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
     name TEXT NOT NULL,
     step INTEGER NOT NULL,
     kind TEXT NOT NULL,
     value TEXT NOT NULL,
+    num REAL,
     logged_utc TEXT NOT NULL,
     PRIMARY KEY (run_id, name, step)
 );
 CREATE TABLE IF NOT EXISTS latest_metrics (
     run_id TEXT NOT NULL,
     name TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    kind TEXT NOT NULL,
     value TEXT NOT NULL,
     num REAL,
+    txt TEXT,
+    logged_utc TEXT NOT NULL,
     PRIMARY KEY (run_id, name)
 );
-CREATE INDEX IF NOT EXISTS latest_by_name ON latest_metrics(name, num);
+CREATE INDEX IF NOT EXISTS latest_by_name ON latest_metrics(name, num, txt);
+CREATE TABLE IF NOT EXISTS metric_catalog (
+    project TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (project, experiment, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attachments (
+    run_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (run_id, position)
+) WITHOUT ROWID;
 """
 
 _ORDER_COLUMNS = {
@@ -86,11 +120,23 @@ _ORDER_COLUMNS = {
     "status": "r.status",
     "target": "r.target",
     "script_name": "r.script_name",
+    "script": "r.script_name",
     "experiment": "r.experiment",
-    "duration": "(julianday(COALESCE(r.end_time_utc, r.start_time_utc)) - julianday(r.start_time_utc))",
+    "project": "r.project",
+    "duration": "r.duration_ms",  # NULL (sorted as smallest) until the run ends
+    "start_time_utc": "r.start_time_utc",
+    "end_time_utc": "r.end_time_utc",
     "run_id": "r.run_id",
 }
+_FILTERS = {
+    "project": "project",
+    "experiment": "experiment",
+    "target": "target",
+    "status": "status",
+    "script": "script_name",
+}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+_PARAMS_PER_QUERY = 500  # well under SQLite's host-parameter limit
 
 
 def utc_now() -> str:
@@ -124,49 +170,57 @@ class RunRecord:
     metrics: Mapping[str, object] = field(default_factory=dict)
     attachments: tuple[str, ...] = ()
     handle: Mapping[str, object] | None = None
+    detail: str | None = None  # what the last status change said ("building image ...")
 
     @property
     def duration(self) -> timedelta | None:
+        """Start to end; a running run's duration grows until it ends. None before it started."""
         if self.start_time_utc is None:
             return None
         end = datetime.fromisoformat(self.end_time_utc) if self.end_time_utc else datetime.now(timezone.utc)
         return end - datetime.fromisoformat(self.start_time_utc)
 
     def to_json(self) -> dict[str, Any]:
-        """Workbench's record shape (`az ml history info -o json`): every metric a top-level key."""
+        """Workbench's record shape (`az ml history info -o json`): every metric a top-level key.
+
+        Record fields win over a metric of the same name, so tools that read `status` keep working.
+        """
         duration = self.duration
         doc: dict[str, Any] = dict(self.metrics)
         doc.update(
             {
+                "arguments": list(self.arguments),
                 "attachments": ", ".join(self.attachments),
                 "created_utc": self.created_utc,
                 "description": self.description,
-                "duration": _duration_text(duration) if duration is not None else None,
+                "duration": duration_text(duration) if duration is not None else None,
                 "end_time_utc": self.end_time_utc,
+                "error": self.error,
+                "exit_code": self.exit_code,
                 "experiment": self.experiment,
                 "project": self.project,
                 "project_path": self.project_path,
-                "properties": dict(self.properties),
+                "properties": {"SnapshotId": self.snapshot_id, **self.properties},
+                "run_configuration": self.run_configuration,
                 "run_id": self.run_id,
                 "run_number": self.run_number,
-                "run_configuration": self.run_configuration,
                 "script_name": self.script_name,
-                "arguments": list(self.arguments),
                 "start_time_utc": self.start_time_utc,
                 "status": self.status.value,
                 "target": self.target,
-                "exit_code": self.exit_code,
-                "error": self.error,
+                "target_type": self.target_type,
             }
         )
         return doc
 
 
-def _duration_text(d: timedelta) -> str:
-    total = d.total_seconds()
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{int(hours)}:{int(minutes):02d}:{seconds:09.6f}"
+def duration_text(d: timedelta) -> str:
+    """Workbench's duration text, H:MM:SS.ffffff (hours not wrapped at a day)."""
+    micros = max(0, round(d.total_seconds() * 1_000_000))
+    seconds, micro = divmod(micros, 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}.{micro:06d}"
 
 
 class History:
@@ -178,37 +232,88 @@ class History:
         self._local = threading.local()
         try:
             (self.home / "runs").mkdir(parents=True, exist_ok=True)
-            self._db().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+            if not os.access(self.home, os.W_OK):
+                raise PermissionError(f"no write permission on {self.home}")
+            self._ensure_schema()
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(
-                f"Cannot open the run history in {self.home}: {exc}. Make the folder writable, or point "
-                f"AMLEXEC_HOME at a writable folder."
+                f"Cannot open the run history in {self.home}: {exc}. Make that folder writable, or set "
+                f"AMLEXEC_HOME to a writable folder."
             ) from exc
 
     # --- connections ----------------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
+        """This thread's connection; a forked child opens its own (SQLite handles must not cross fork)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+        if db is None or getattr(self._local, "pid", None) != os.getpid():
+            db = sqlite3.connect(
+                self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=60000")
             self._local.db = db
+            self._local.pid = os.getpid()
         return db
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and getattr(self._local, "pid", None) == os.getpid():
+            db.close()
+        self._local.db = None
+
+    def _ensure_schema(self) -> None:
         db = self._db()
+        if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        # WAL is a property of the file: set once, outside a transaction.
+        db.execute("PRAGMA journal_mode=WAL")
         db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+            if version < SCHEMA_VERSION:
+                old_columns = _migrate(db)
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                _backfill(db, old_columns)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        else:
+        db.execute("COMMIT")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front (`BEGIN IMMEDIATE`) so it never deadlocks on upgrade."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            raise self._error(exc) from exc
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        try:
             db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> HistoryError:
+        return HistoryError(
+            f"Cannot write the run history {self.db_path}: {exc}. If another process holds it for more "
+            f"than {BUSY_TIMEOUT_S:.0f} s, retry; if the folder is read-only, set AMLEXEC_HOME to a "
+            f"writable folder."
+        )
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
@@ -231,11 +336,15 @@ class History:
         description: str | None = None,
         properties: Mapping[str, object] | None = None,
     ) -> RunRecord:
-        """Record a new Queued run with a unique, time-sortable id `<project>_<epoch ms>[-n]`."""
-        created_ms = int(time.time() * 1000)
-        base = f"{_SAFE_ID.sub('_', project) or 'project'}_{created_ms}"
-        created_utc = datetime.fromtimestamp(created_ms / 1000, timezone.utc).isoformat()
+        """Record a new Queued run with a unique, time-sortable id `<project>_<epoch ms>[-n]`.
+
+        The id and the run number are chosen inside the write transaction, so two processes
+        submitting in the same millisecond get `..._<ms>` and `..._<ms>-2`, and numbers 7 and 8.
+        """
+        prefix = _SAFE_ID.sub("_", project) or "project"
         with self._write() as db:
+            created_ms = int(time.time() * 1000)
+            base = f"{prefix}_{created_ms}"
             run_id, n = base, 1
             while db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 n += 1
@@ -255,12 +364,12 @@ class History:
                     experiment,
                     RunStatus.QUEUED.value,
                     created_ms,
-                    created_utc,
+                    datetime.fromtimestamp(created_ms / 1000, timezone.utc).isoformat(),
                     target,
                     target_type,
                     run_configuration,
                     script_name,
-                    json.dumps(list(arguments)),
+                    json.dumps([str(a) for a in arguments]),
                     json.dumps(dict(environment)),
                     snapshot_id,
                     description,
@@ -268,6 +377,7 @@ class History:
                 ),
             )
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        log.debug("created run %s (#%d of %s)", run_id, number, project)
         return self.get(run_id)
 
     def set_status(
@@ -279,33 +389,58 @@ class History:
         error: str | None = None,
         detail: str | None = None,
     ) -> RunRecord:
-        """Move a run to `status`; a terminal status is final (later calls leave it unchanged)."""
+        """Move a run to `status`. Entering Running stamps the start, a terminal status the end;
+        a terminal status is final: later calls return the stored record unchanged."""
+        status = RunStatus(status)
         now = utc_now()
         with self._write() as db:
-            row = db.execute("SELECT status, start_time_utc FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFoundError(run_id, self.home)
-            if not RunStatus(row["status"]).terminal:
-                start = row["start_time_utc"]
-                if start is None and (status is RunStatus.RUNNING or status.terminal):
-                    start = now
+            if RunStatus(row["status"]).terminal:
+                log.debug("run %s is already %s; ignoring %s", run_id, row["status"], status.value)
+            else:
                 db.execute(
-                    "UPDATE runs SET status = ?, start_time_utc = ?, end_time_utc = ?,"
+                    "UPDATE runs SET status = ?, status_detail = ?,"
+                    " start_time_utc = CASE WHEN ? AND start_time_utc IS NULL THEN ? ELSE start_time_utc END,"
+                    " end_time_utc = CASE WHEN ? THEN ? ELSE end_time_utc END,"
+                    " duration_ms = CASE WHEN ? THEN CAST(ROUND((julianday(?) - julianday(start_time_utc))"
+                    " * 86400000) AS INTEGER) ELSE duration_ms END,"
                     " exit_code = COALESCE(?, exit_code), error = COALESCE(?, error) WHERE run_id = ?",
-                    (status.value, start, now if status.terminal else None, exit_code, error, run_id),
+                    (
+                        status.value,
+                        detail,
+                        status is RunStatus.RUNNING,
+                        now,
+                        status.terminal,
+                        now,
+                        status.terminal,
+                        now,
+                        exit_code,
+                        error,
+                        run_id,
+                    ),
                 )
         return self.get(run_id)
 
     def set_handle(self, run_id: str, handle: Mapping[str, object] | None) -> None:
+        """Keep the executor's handle so another process can re-attach to the run."""
+        text = json.dumps(dict(handle), default=str) if handle is not None else None
         with self._write() as db:
-            db.execute(
-                "UPDATE runs SET handle = ? WHERE run_id = ?",
-                (json.dumps(dict(handle), default=str) if handle is not None else None, run_id),
-            )
+            if db.execute("UPDATE runs SET handle = ? WHERE run_id = ?", (text, run_id)).rowcount == 0:
+                raise RunNotFoundError(run_id, self.home)
 
     def set_attachments(self, run_id: str, paths: Sequence[str]) -> None:
+        """Replace the run's attachment list (the logs are always listed first)."""
+        extra = [p for p in dict.fromkeys(paths) if p not in LOG_FILES]
         with self._write() as db:
-            db.execute("UPDATE runs SET attachments = ? WHERE run_id = ?", (json.dumps(list(paths)), run_id))
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise RunNotFoundError(run_id, self.home)
+            db.execute("DELETE FROM attachments WHERE run_id = ?", (run_id,))
+            db.executemany(
+                "INSERT INTO attachments (run_id, position, path) VALUES (?,?,?)",
+                [(run_id, i, p) for i, p in enumerate(extra)],
+            )
 
     # --- logs -------------------------------------------------------------------------------------
 
@@ -315,6 +450,7 @@ class History:
         return self.run_dir(run_id) / f"{source}_log.txt"
 
     def append_log(self, run_id: str, text: str, source: str = "driver") -> int:
+        """Append to a run's log (appends, not atomic rewrites: a crash keeps what was written)."""
         path = self._log_path(run_id, source)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as f:
@@ -330,6 +466,7 @@ class History:
     def read_log(
         self, run_id: str, source: str = "driver", *, tail_bytes: int | None = None, offset: int = 0
     ) -> str:
+        """The log from byte `offset` on, or its last `tail_bytes` (cut at a character boundary)."""
         path = self._log_path(run_id, source)
         try:
             with open(path, "rb") as f:
@@ -342,38 +479,67 @@ class History:
         except FileNotFoundError:
             self.get(run_id)  # RunNotFoundError for an unknown run; no log yet otherwise
             return ""
+        if tail_bytes is not None:
+            skip = 0
+            while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:  # UTF-8 continuation byte
+                skip += 1
+            data = data[skip:]
         return data.decode("utf-8", errors="replace")
 
     # --- follower checkpoint --------------------------------------------------------------------
 
     def checkpoint(self, run_id: str, *, raw_offset: int, log_size: int, metrics: Sequence[Metric]) -> None:
-        """Store the follower's position and the metrics it parsed up to there, in one transaction."""
+        """Store the follower's position and the metrics it parsed up to there, in one transaction.
+
+        Each metric gets the next step of its name; `latest_metrics` and the metric catalog follow.
+        """
         with self._write() as db:
+            row = db.execute("SELECT project, experiment FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(run_id, self.home)
+            next_step: dict[str, int] = {}
             for metric in metrics:
-                step = db.execute(
-                    "SELECT COALESCE(MAX(step) + 1, 0) FROM metrics WHERE run_id = ? AND name = ?",
-                    (run_id, metric.name),
-                ).fetchone()[0]
-                value = json.dumps(metric.value)
+                if metric.name not in next_step:
+                    next_step[metric.name] = db.execute(
+                        "SELECT COALESCE(MAX(step) + 1, 0) FROM metrics WHERE run_id = ? AND name = ?",
+                        (run_id, metric.name),
+                    ).fetchone()[0]
+                step = next_step[metric.name]
+                next_step[metric.name] = step + 1
+                values = (
+                    run_id,
+                    metric.name,
+                    step,
+                    metric.kind,
+                    json.dumps(metric.value),
+                    _numeric(metric.value),
+                    metric.logged_utc or utc_now(),
+                )
+                sort_text = None if values[5] is not None else _sort_text(metric.value, values[4])
                 db.execute(
-                    "INSERT INTO metrics (run_id, name, step, kind, value, logged_utc) VALUES (?,?,?,?,?,?)",
-                    (run_id, metric.name, step, metric.kind, value, metric.logged_utc or utc_now()),
+                    "INSERT INTO metrics (run_id, name, step, kind, value, num, logged_utc)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    values,
                 )
-                num = (
-                    metric.value
-                    if isinstance(metric.value, (int, float)) and not isinstance(metric.value, bool)
-                    else None
-                )
+                # An upsert keeps the row's position, so a record lists metrics in first-logged order.
                 db.execute(
-                    "INSERT OR REPLACE INTO latest_metrics (run_id, name, value, num) VALUES (?,?,?,?)",
-                    (run_id, metric.name, value, num),
+                    "INSERT INTO latest_metrics (run_id, name, step, kind, value, num, logged_utc, txt)"
+                    " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, name) DO UPDATE SET step = excluded.step,"
+                    " kind = excluded.kind, value = excluded.value, num = excluded.num,"
+                    " logged_utc = excluded.logged_utc, txt = excluded.txt",
+                    (*values, sort_text),
                 )
+            db.executemany(
+                "INSERT OR IGNORE INTO metric_catalog (project, experiment, name) VALUES (?,?,?)",
+                [(row["project"], row["experiment"], name) for name in next_step],
+            )
             db.execute(
                 "UPDATE runs SET raw_offset = ?, log_size = ? WHERE run_id = ?",
                 (raw_offset, log_size, run_id),
             )
 
     def progress(self, run_id: str) -> tuple[int, int]:
+        """(raw_offset, log_size) at the last checkpoint: where a re-attached follower resumes."""
         row = (
             self._db().execute("SELECT raw_offset, log_size FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         )
@@ -382,33 +548,43 @@ class History:
         return int(row[0]), int(row[1])
 
     def claim_follower(self, run_id: str, pid: int) -> bool:
-        """Become the process that follows this run, unless another live process already does."""
+        """Become the process that follows this run, unless another live process already does.
+
+        A recorded follower that is gone (or whose pid now belongs to a newer process) is replaced.
+        """
         with self._write() as db:
-            row = db.execute("SELECT follower_pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = db.execute(
+                "SELECT follower_pid, follower_started FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
             if row is None:
                 raise RunNotFoundError(run_id, self.home)
-            current = row[0]
-            if current is not None and current != pid and _alive(current):
+            current, started = row
+            if current is not None and current != pid and _alive(current, started):
                 return False
-            db.execute("UPDATE runs SET follower_pid = ? WHERE run_id = ?", (pid, run_id))
+            db.execute(
+                "UPDATE runs SET follower_pid = ?, follower_started = ? WHERE run_id = ?",
+                (pid, _start_ticks(pid), run_id),
+            )
             return True
 
     def release_follower(self, run_id: str, pid: int) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE runs SET follower_pid = NULL WHERE run_id = ? AND follower_pid = ?", (run_id, pid)
+                "UPDATE runs SET follower_pid = NULL, follower_started = NULL"
+                " WHERE run_id = ? AND follower_pid = ?",
+                (run_id, pid),
             )
 
     # --- reading ----------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> RunRecord:
-        db = self._db()
-        row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = self._db().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFoundError(run_id, self.home)
-        return self._record(row, self._latest_metrics([run_id]).get(run_id, {}))
+        return self._records([row])[0]
 
     def metric_series(self, run_id: str) -> dict[str, list[Metric]]:
+        """Every logged value per metric name, in step order."""
         rows = self._db().execute(
             "SELECT name, step, kind, value, logged_utc FROM metrics WHERE run_id = ? ORDER BY name, step",
             (run_id,),
@@ -419,22 +595,6 @@ class History:
                 Metric(r["name"], json.loads(r["value"]), r["kind"], r["step"], r["logged_utc"])
             )
         return series
-
-    def _where(self, filters: Mapping[str, object]) -> tuple[str, list[object]]:
-        clauses: list[str] = []
-        params: list[object] = []
-        for key in ("project", "experiment", "target", "status", "script_name"):
-            value = filters.get("script" if key == "script_name" else key)
-            if value is None:
-                continue
-            if isinstance(value, (list, tuple, set, frozenset)):
-                values = [str(v) for v in value]
-                clauses.append(f"r.{key} IN ({','.join('?' * len(values))})")
-                params.extend(values)
-            else:
-                clauses.append(f"r.{key} = ?")
-                params.append(str(value))
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def query(
         self,
@@ -449,8 +609,12 @@ class History:
         limit: int | None = 50,
         offset: int = 0,
     ) -> list[RunRecord]:
-        """Runs matching the filters, sorted and paged in SQL (also by a metric: "metric:<name>")."""
-        where, params = self._where(
+        """Runs matching the filters, sorted and paged in SQL (also by a metric: "metric:<name>").
+
+        Sorted by a metric, runs with a numeric value come first (in the asked direction), then runs
+        with a text value, then runs that never logged it; ties fall back to submit time.
+        """
+        where, params = _where(
             {
                 "project": project,
                 "experiment": experiment,
@@ -459,97 +623,331 @@ class History:
                 "script": script,
             }
         )
-        join = ""
+        direction = "DESC" if descending else "ASC"
         if order_by.startswith("metric:"):
-            join = " LEFT JOIN latest_metrics m ON m.run_id = r.run_id AND m.name = ?"
-            params = [order_by[len("metric:") :], *params]
-            order = "m.num IS NULL, m.num"  # runs without the metric last, either direction
+            rowids = self._page_by_metric(order_by[len("metric:") :], where, params, direction, limit, offset)
         else:
             try:
-                order = _ORDER_COLUMNS[order_by]
+                column = _ORDER_COLUMNS[order_by]
             except KeyError:
                 known = ", ".join(sorted(_ORDER_COLUMNS)) + ", metric:<name>"
                 raise ValueError(f"Cannot sort runs by {order_by!r}; use one of {known}.") from None
-        direction = "DESC" if descending else "ASC"
-        order_sql = (
-            f"m.num IS NULL, m.num {direction}" if join else f"{order} {direction}"
-        ) + f", r.created_ms {direction}"
-        sql = f"SELECT r.* FROM runs r{join}{where} ORDER BY {order_sql} LIMIT ? OFFSET ?"
-        rows = self._db().execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()
-        latest = self._latest_metrics([r["run_id"] for r in rows])
-        return [self._record(r, latest.get(r["run_id"], {})) for r in rows]
+            terms = dict.fromkeys([column, "r.created_ms", "r.rowid"])
+            order = ", ".join(f"{t} {direction}" for t in terms)
+            # Sorting rowids (not whole rows) keeps deep pages cheap; the index often covers them.
+            rowids = [
+                r[0]
+                for r in self._db().execute(
+                    f"SELECT r.rowid FROM runs r{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                    [*params, -1 if limit is None else limit, offset],
+                )
+            ]
+        return self._records(self._rows(rowids))
 
-    def count(self, **filters: Any) -> int:
-        where, params = self._where(filters)
-        return int(self._db().execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0])
+    def _page_by_metric(
+        self, name: str, where: str, params: list[object], direction: str, limit: int | None, offset: int
+    ) -> list[int]:
+        """Rowids of one page sorted by a metric: numeric values, then text values, then no value.
 
-    def metric_names(self, **filters: Any) -> list[str]:
-        where, params = self._where(filters)
-        if not where:
-            rows = self._db().execute("SELECT DISTINCT name FROM latest_metrics ORDER BY name")
-        else:
-            rows = self._db().execute(
-                f"SELECT DISTINCT m.name FROM latest_metrics m JOIN runs r ON r.run_id = m.run_id{where} ORDER BY m.name",
-                params,
+        Ties go by the order the runs first logged the metric, then by submit time. Two plans give
+        the same order: with few matching runs, sort them all; with many, walk the metric's index
+        (`latest_by_name`) and stop once the page is full, which costs O(page) instead of O(runs).
+        """
+        db = self._db()
+        d = direction
+        total = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]  # no deletes
+        matching = total if not where else self._count_where(where, params)
+        wanted = offset + (limit if limit is not None else matching)
+        if matching == 0:
+            return []
+        if wanted * total / matching >= matching:
+            terms = [
+                ("m.run_id IS NULL", "ASC"),
+                ("m.num IS NULL", "ASC"),
+                ("m.num", d),
+                ("m.txt", d),
+                ("m.rowid", d),
+                ("r.created_ms", d),
+                ("r.rowid", d),
+            ]
+            # A page past the middle is the same page counted from the end, in the reverse order
+            # (the order is total: it ends on rowid), and a short sort heap beats sorting everything.
+            if not where:
+                matching = self._count_where(where, params)
+            flip = limit is not None and 2 * offset > matching
+            if flip:
+                assert limit is not None
+                offset, limit = max(0, matching - offset - limit), max(0, min(limit, matching - offset))
+                terms = [(t, "DESC" if way == "ASC" else "ASC") for t, way in terms]
+            sql = (
+                "SELECT r.rowid FROM runs r LEFT JOIN latest_metrics m ON m.run_id = r.run_id AND m.name = ?"
+                f"{where} ORDER BY {', '.join(f'{t} {way}' for t, way in terms)} LIMIT ? OFFSET ?"
             )
-        return [r[0] for r in rows]
-
-    def last(self, project: str | None = None) -> RunRecord:
-        runs = self.query(project=project, limit=1)
-        if not runs:
-            raise RunNotFoundError("(last)", self.home)
-        return runs[0]
-
-    def _latest_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, object]]:
-        if not run_ids:
-            return {}
-        out: dict[str, dict[str, object]] = {}
-        for start in range(0, len(run_ids), 500):
-            chunk = list(run_ids[start : start + 500])
-            rows = self._db().execute(
-                f"SELECT run_id, name, value FROM latest_metrics WHERE run_id IN ({','.join('?' * len(chunk))})"
-                " ORDER BY rowid",
-                chunk,
-            )
-            for r in rows:
-                out.setdefault(r[0], {})[r[1]] = json.loads(r[2])
+            page = [r[0] for r in db.execute(sql, [name, *params, -1 if limit is None else limit, offset])]
+            return page[::-1] if flip else page
+        also = where.replace(" WHERE ", " AND ", 1)
+        # CROSS JOIN pins the join order: the metric index drives, runs are looked up per entry.
+        segments = (
+            "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
+            f" WHERE m.name = ? AND m.num IS NOT NULL{also} ORDER BY m.num {d}, m.rowid {d}",
+            "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
+            f" WHERE m.name = ? AND m.num IS NULL{also} ORDER BY m.txt {d}, m.rowid {d}",
+            "SELECT r.rowid FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics m"
+            f" WHERE m.run_id = r.run_id AND m.name = ?){also} ORDER BY r.created_ms {d}, r.rowid {d}",
+        )
+        out: list[int] = []
+        skip, need = offset, limit
+        for sql in segments:
+            if need is not None and need <= 0:
+                break
+            rows = [r[0] for r in db.execute(f"{sql} LIMIT ? OFFSET ?", [name, *params, need or -1, skip])]
+            out.extend(rows)
+            if need is not None:
+                need -= len(rows)
+            if skip and not rows:  # the page starts past this segment: skip over all of it
+                size = db.execute(f"SELECT COUNT(*) FROM ({sql})", [name, *params]).fetchone()[0]
+                skip = max(0, skip - size)
+            elif rows:
+                skip = 0
         return out
 
-    @staticmethod
-    def _record(row: sqlite3.Row, metrics: Mapping[str, object]) -> RunRecord:
-        attachments = ["driver_log.txt", "control_log.txt", *json.loads(row["attachments"])]
-        return RunRecord(
-            run_id=row["run_id"],
-            run_number=row["run_number"],
-            project=row["project"],
-            project_path=row["project_path"],
-            experiment=row["experiment"],
-            status=RunStatus(row["status"]),
-            created_utc=row["created_utc"],
-            start_time_utc=row["start_time_utc"],
-            end_time_utc=row["end_time_utc"],
-            target=row["target"],
-            target_type=row["target_type"],
-            run_configuration=row["run_configuration"],
-            script_name=row["script_name"],
-            arguments=tuple(json.loads(row["arguments"])),
-            environment=json.loads(row["environment"]),
-            snapshot_id=row["snapshot_id"],
-            exit_code=row["exit_code"],
-            error=row["error"],
-            description=row["description"],
-            properties=json.loads(row["properties"]),
-            metrics=dict(metrics),
-            attachments=tuple(attachments),
-            handle=json.loads(row["handle"]) if row["handle"] else None,
+    def _rows(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
+        """The runs rows for `rowids`, in that order."""
+        found: dict[int, sqlite3.Row] = {}
+        for start in range(0, len(rowids), _PARAMS_PER_QUERY):
+            chunk = list(rowids[start : start + _PARAMS_PER_QUERY])
+            marks = ",".join("?" * len(chunk))
+            for row in self._db().execute(
+                f"SELECT rowid AS rowid_, * FROM runs WHERE rowid IN ({marks})", chunk
+            ):
+                found[row["rowid_"]] = row
+        return [found[i] for i in rowids if i in found]
+
+    def _count_where(self, where: str, params: Sequence[object]) -> int:
+        return int(self._db().execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0])
+
+    def count(self, **filters: Any) -> int:
+        """How many runs match the filters of `query`."""
+        where, params = _where(filters)
+        return self._count_where(where, params)
+
+    def metric_names(self, **filters: Any) -> list[str]:
+        """Names of the metrics logged by the runs matching the filters of `query`, sorted.
+
+        The catalog (project, experiment, name) answers without touching the runs; other filters
+        check each candidate name with a lookup that stops at its first matching run, or, when few
+        runs match, read those runs' metrics.
+        """
+        where, params = _where(filters)
+        clauses: list[str] = []
+        catalog_params: list[object] = []
+        for key in ("project", "experiment"):
+            value = filters.get(key)
+            if value is not None:
+                values = _values(value)
+                clauses.append(f"{key} IN ({','.join('?' * len(values))})")
+                catalog_params.extend(values)
+        catalog_where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        db = self._db()
+        names = [
+            r[0]
+            for r in db.execute(
+                f"SELECT DISTINCT name FROM metric_catalog{catalog_where} ORDER BY name", catalog_params
+            )
+        ]
+        if not {k for k, v in filters.items() if v is not None} - {"project", "experiment"}:
+            return names
+        if self._count_where(where, params) <= FEW_RUNS:  # few runs: read their metrics directly
+            rows = db.execute(
+                f"SELECT DISTINCT m.name FROM runs r JOIN latest_metrics m ON m.run_id = r.run_id{where}"
+                " ORDER BY m.name",
+                params,
+            )
+            return [r[0] for r in rows]
+        also = where.replace(" WHERE ", " AND ", 1)
+        probe = (
+            "SELECT 1 FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
+            f" WHERE m.name = ?{also} LIMIT 1"
         )
+        return [name for name in names if db.execute(probe, [name, *params]).fetchone()]
+
+    def last(self, project: str | None = None) -> RunRecord:
+        """The most recently submitted run (of `project`)."""
+        runs = self.query(project=project, limit=1)
+        if not runs:
+            raise RunNotFoundError("(last)" if project is None else f"(last of {project})", self.home)
+        return runs[0]
+
+    def _records(self, rows: Sequence[sqlite3.Row]) -> list[RunRecord]:
+        """Records for runs rows, with their latest metrics and attachments in two queries a chunk."""
+        run_ids = [r["run_id"] for r in rows]
+        metrics: dict[str, dict[str, object]] = {}
+        attachments: dict[str, list[str]] = {}
+        db = self._db()
+        for chunk in _chunks(run_ids, _PARAMS_PER_QUERY):
+            marks = ",".join("?" * len(chunk))
+            for m in db.execute(
+                f"SELECT run_id, name, value FROM latest_metrics WHERE run_id IN ({marks}) ORDER BY rowid",
+                chunk,
+            ):
+                metrics.setdefault(m[0], {})[m[1]] = json.loads(m[2])
+            for a in db.execute(
+                f"SELECT run_id, path FROM attachments WHERE run_id IN ({marks}) ORDER BY run_id, position",
+                chunk,
+            ):
+                attachments.setdefault(a[0], []).append(a[1])
+        return [_record(r, metrics.get(r["run_id"], {}), attachments.get(r["run_id"], [])) for r in rows]
 
 
-def _alive(pid: int) -> bool:
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def _values(value: object) -> list[str]:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _where(filters: Mapping[str, object]) -> tuple[str, list[object]]:
+    """SQL for the query filters; a list/tuple/set value matches any of its items."""
+    unknown = set(filters) - set(_FILTERS)
+    if unknown:
+        raise ValueError(f"Unknown run filter(s) {sorted(unknown)}; use {sorted(_FILTERS)}.")
+    clauses: list[str] = []
+    params: list[object] = []
+    for key, column in _FILTERS.items():
+        value = filters.get(key)
+        if value is None:
+            continue
+        values = _values(value)
+        if len(values) == 1:
+            clauses.append(f"r.{column} = ?")
+        else:
+            clauses.append(f"r.{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _sort_text(value: object, json_text: str) -> str:
+    """What a non-numeric metric sorts by: a string itself, anything else its JSON (both cut short)."""
+    return (value if isinstance(value, str) else json_text)[:SORT_TEXT_CHARS]
+
+
+def _numeric(value: object) -> float | None:
+    """The sortable number of a metric value: ints and floats, not bools, lists or text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _record(row: sqlite3.Row, metrics: Mapping[str, object], extra: Sequence[str]) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        run_number=row["run_number"],
+        project=row["project"],
+        project_path=row["project_path"],
+        experiment=row["experiment"],
+        status=RunStatus(row["status"]),
+        created_utc=row["created_utc"],
+        start_time_utc=row["start_time_utc"],
+        end_time_utc=row["end_time_utc"],
+        target=row["target"],
+        target_type=row["target_type"],
+        run_configuration=row["run_configuration"],
+        script_name=row["script_name"],
+        arguments=tuple(json.loads(row["arguments"])),
+        environment=json.loads(row["environment"]),
+        snapshot_id=row["snapshot_id"],
+        exit_code=row["exit_code"],
+        error=row["error"],
+        description=row["description"],
+        properties=json.loads(row["properties"]),
+        metrics=dict(metrics),
+        attachments=(*LOG_FILES, *extra),
+        handle=json.loads(row["handle"]) if row["handle"] else None,
+        detail=row["status_detail"],
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> set[str]:
+    """Add what version 2 added to the tables of a version-1 file; returns runs' old columns."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "runs" not in tables:
+        return set()
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    for name, decl in (
+        ("status_detail", "TEXT"),
+        ("follower_started", "INTEGER"),
+        ("duration_ms", "INTEGER"),
+    ):
+        if name not in columns:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+    db.execute(
+        "UPDATE runs SET duration_ms = CAST(ROUND((julianday(end_time_utc) - julianday(start_time_utc))"
+        " * 86400000) AS INTEGER) WHERE duration_ms IS NULL AND end_time_utc IS NOT NULL"
+    )
+    if "metrics" in tables and "num" not in {r[1] for r in db.execute("PRAGMA table_info(metrics)")}:
+        db.execute("ALTER TABLE metrics ADD COLUMN num REAL")
+        db.execute(
+            "UPDATE metrics SET num = CAST(value AS REAL) WHERE json_type(value) IN ('integer', 'real')"
+        )
+    if "latest_metrics" in tables and "txt" not in {
+        r[1] for r in db.execute("PRAGMA table_info(latest_metrics)")
+    }:
+        db.execute("DROP TABLE latest_metrics")  # rebuilt from the series by _backfill
+        db.execute("DROP INDEX IF EXISTS latest_by_name")
+    return columns
+
+
+def _backfill(db: sqlite3.Connection, old_columns: set[str]) -> None:
+    """Fill the tables version 2 added from what a version-1 file holds."""
+    if not old_columns:
+        return
+    if db.execute("SELECT COUNT(*) FROM latest_metrics").fetchone()[0] == 0:
+        db.execute(
+            "INSERT INTO latest_metrics (run_id, name, step, kind, value, num, logged_utc, txt)"
+            " SELECT m.run_id, m.name, m.step, m.kind, m.value, m.num, m.logged_utc, CASE WHEN m.num IS NOT"
+            f" NULL THEN NULL WHEN json_type(m.value) = 'text' THEN substr(json_extract(m.value, '$'), 1,"
+            f" {SORT_TEXT_CHARS}) ELSE substr(m.value, 1, {SORT_TEXT_CHARS}) END FROM metrics m"
+            " JOIN (SELECT run_id, name, MAX(step) AS step FROM metrics GROUP BY run_id, name) last"
+            " ON last.run_id = m.run_id AND last.name = m.name AND last.step = m.step"
+            " ORDER BY m.run_id, m.rowid"
+        )
+    db.execute(
+        "INSERT OR IGNORE INTO metric_catalog (project, experiment, name) SELECT DISTINCT r.project,"
+        " r.experiment, m.name FROM latest_metrics m JOIN runs r ON r.run_id = m.run_id"
+    )
+    if "attachments" in old_columns:
+        for run_id, text in db.execute("SELECT run_id, attachments FROM runs").fetchall():
+            paths = [p for p in json.loads(text or "[]") if p not in LOG_FILES]
+            db.executemany(
+                "INSERT OR IGNORE INTO attachments (run_id, position, path) VALUES (?,?,?)",
+                [(run_id, i, p) for i, p in enumerate(paths)],
+            )
+
+
+def _start_ticks(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (Linux), to tell a pid from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: int | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass  # exists, owned by someone else
+    if started is None:
         return True
-    return True
+    now = _start_ticks(pid)
+    return now is None or now == started
