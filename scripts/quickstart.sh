@@ -22,7 +22,7 @@ echo "== A Workbench-style project in $work/project"
 amlexec computetarget list
 echo; echo "== amlexec experiment submit -c local train.py 0.05"
 amlexec experiment submit -c local train.py 0.05
-amlexec experiment submit -c local train.py 0.2 10
+amlexec experiment submit -c local train.py 0.1 10
 echo; echo "== amlexec history list"
 amlexec history list
 echo; echo "== amlexec history last -o json"
