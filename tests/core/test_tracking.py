@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_amlexec.core.tracking import INRUN_PYTHONPATH, LogDemuxer, inrun_files
+from tests.conftest import require
 
 
 def test_demuxer_splits_tags_across_chunk_boundaries() -> None:
@@ -65,6 +66,5 @@ def test_inrun_api_logs_every_kind(tmp_path: Path) -> None:
 @pytest.mark.parametrize("version", ["3.6.15", "3.8.18"])
 def test_inrun_api_works_on_old_pythons(tmp_path: Path, version: str) -> None:
     python = Path(f"/root/.pyenv/versions/{version}/bin/python")
-    if not python.exists():
-        pytest.skip(f"Python {version} is not on this machine (the in-run API targets 3.6+)")
+    require(python.exists(), f"Python {version} (pyenv) to test the in-run API on old targets")
     assert _run_inrun(str(python), tmp_path, SCRIPT)[1] == EXPECTED
