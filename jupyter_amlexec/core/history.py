@@ -30,8 +30,9 @@ from .models import Metric, RunStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: runs_filters, a covering index that counts filtered runs
 BUSY_TIMEOUT_S = 30.0
+MMAP_BYTES = 256 * 2**20
 LOG_FILES = ("driver_log.txt", "control_log.txt")
 FEW_RUNS = 2000  # below this many matching runs, reading them all beats walking a metric index
 SORT_TEXT_CHARS = 100  # a text metric sorts by its first 100 characters (kept in an index)
@@ -76,6 +77,7 @@ CREATE INDEX IF NOT EXISTS runs_target ON runs(target, created_ms);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_ms);
 CREATE INDEX IF NOT EXISTS runs_script ON runs(script_name, created_ms);
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_ms);
+CREATE INDEX IF NOT EXISTS runs_filters ON runs(project, experiment, status, target, script_name);
 CREATE INDEX IF NOT EXISTS runs_duration ON runs(duration_ms);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
@@ -253,6 +255,8 @@ class History:
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Reads through a memory map: a page sorted by a metric touches rows all over the file.
+            db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             self._local.db = db
             self._local.pid = os.getpid()
         return db
@@ -649,64 +653,68 @@ class History:
     ) -> list[int]:
         """Rowids of one page sorted by a metric: numeric values, then text values, then no value.
 
-        Ties go by the order the runs first logged the metric, then by submit time. Two plans give
-        the same order: with few matching runs, sort them all; with many, walk the metric's index
-        (`latest_by_name`) and stop once the page is full, which costs O(page) instead of O(runs).
+        Ties go to the run that first logged the metric earlier (later with `descending`), then by
+        submit time. The order is total, so a page past the middle is read as the same page counted
+        from the end in the reverse order. Two plans give that order: with few matching runs, sort
+        them all; with many, walk the metric's index (`latest_by_name`) and stop once the page is
+        full, which costs O(offset + page) instead of O(runs).
         """
         db = self._db()
-        d = direction
-        total = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]  # no deletes
-        matching = total if not where else self._count_where(where, params)
-        wanted = offset + (limit if limit is not None else matching)
-        if matching == 0:
+        matching = self._count_where(where, params)
+        if matching == 0 or offset >= matching:
             return []
-        if wanted * total / matching >= matching:
-            terms = [
-                ("m.run_id IS NULL", "ASC"),
-                ("m.num IS NULL", "ASC"),
-                ("m.num", d),
-                ("m.txt", d),
-                ("m.rowid", d),
-                ("r.created_ms", d),
-                ("r.rowid", d),
-            ]
-            # A page past the middle is the same page counted from the end, in the reverse order
-            # (the order is total: it ends on rowid), and a short sort heap beats sorting everything.
-            if not where:
-                matching = self._count_where(where, params)
-            flip = limit is not None and 2 * offset > matching
-            if flip:
-                assert limit is not None
-                offset, limit = max(0, matching - offset - limit), max(0, min(limit, matching - offset))
-                terms = [(t, "DESC" if way == "ASC" else "ASC") for t, way in terms]
-            sql = (
-                "SELECT r.rowid FROM runs r LEFT JOIN latest_metrics m ON m.run_id = r.run_id AND m.name = ?"
-                f"{where} ORDER BY {', '.join(f'{t} {way}' for t, way in terms)} LIMIT ? OFFSET ?"
-            )
-            page = [r[0] for r in db.execute(sql, [name, *params, -1 if limit is None else limit, offset])]
-            return page[::-1] if flip else page
+        size = matching - offset if limit is None else min(limit, matching - offset)
+        flip = 2 * offset + size > matching
+        if flip:
+            offset = matching - offset - size
+            direction = "ASC" if direction == "DESC" else "DESC"
+        total = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]  # runs are never deleted
+        if (offset + size) * total / matching >= matching:
+            page = self._metric_page_sorted(name, where, params, direction, flip, size, offset)
+        else:
+            page = self._metric_page_walked(name, where, params, direction, flip, size, offset)
+        return page[::-1] if flip else page
+
+    def _metric_page_sorted(
+        self, name: str, where: str, params: list[object], d: str, flip: bool, size: int, offset: int
+    ) -> list[int]:
+        """Sort every matching run (a LEFT JOIN on the metric); cheap when few runs match."""
+        missing_last = "DESC" if flip else "ASC"  # numbers, then text, then missing (reversed if flipped)
+        sql = (
+            "SELECT r.rowid FROM runs r LEFT JOIN latest_metrics m ON m.run_id = r.run_id AND m.name = ?"
+            f"{where} ORDER BY m.run_id IS NULL {missing_last}, m.num IS NULL {missing_last}, m.num {d},"
+            f" m.txt {d}, m.rowid {d}, r.created_ms {d}, r.rowid {d} LIMIT ? OFFSET ?"
+        )
+        return [r[0] for r in self._db().execute(sql, [name, *params, size, offset])]
+
+    def _metric_page_walked(
+        self, name: str, where: str, params: list[object], d: str, flip: bool, size: int, offset: int
+    ) -> list[int]:
+        """Walk the metric's index in order, segment by segment, until the page is full."""
+        db = self._db()
         also = where.replace(" WHERE ", " AND ", 1)
         # CROSS JOIN pins the join order: the metric index drives, runs are looked up per entry.
-        segments = (
+        segments = [
             "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
             f" WHERE m.name = ? AND m.num IS NOT NULL{also} ORDER BY m.num {d}, m.rowid {d}",
             "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
             f" WHERE m.name = ? AND m.num IS NULL{also} ORDER BY m.txt {d}, m.rowid {d}",
             "SELECT r.rowid FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics m"
             f" WHERE m.run_id = r.run_id AND m.name = ?){also} ORDER BY r.created_ms {d}, r.rowid {d}",
-        )
+        ]
+        if flip:
+            segments.reverse()
         out: list[int] = []
-        skip, need = offset, limit
+        skip, need = offset, size
         for sql in segments:
-            if need is not None and need <= 0:
+            if need <= 0:
                 break
-            rows = [r[0] for r in db.execute(f"{sql} LIMIT ? OFFSET ?", [name, *params, need or -1, skip])]
+            rows = [r[0] for r in db.execute(f"{sql} LIMIT ? OFFSET ?", [name, *params, need, skip])]
             out.extend(rows)
-            if need is not None:
-                need -= len(rows)
+            need -= len(rows)
             if skip and not rows:  # the page starts past this segment: skip over all of it
-                size = db.execute(f"SELECT COUNT(*) FROM ({sql})", [name, *params]).fetchone()[0]
-                skip = max(0, skip - size)
+                length = db.execute(f"SELECT COUNT(*) FROM ({sql})", [name, *params]).fetchone()[0]
+                skip = max(0, skip - length)
             elif rows:
                 skip = 0
         return out
