@@ -66,6 +66,7 @@ def test_an_id_already_taken_gets_the_next_suffix(home: Path) -> None:
     # Given ids <project>_<ms> for every millisecond of the next 3 s are taken (by another process)
     history = History(home)
     first = new_run(history)
+    time.sleep(0.002)  # so the taken ids start after the first run's own
     now = int(time.time() * 1000)
     db = sqlite3.connect(home / "history.sqlite")
     row = db.execute("SELECT * FROM runs WHERE run_id = ?", (first.run_id,)).fetchone()
