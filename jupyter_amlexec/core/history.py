@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import HistoryError, RunNotFoundError
 from .models import Metric, RunStatus
+from .processes import same_process_alive, start_ticks
 
 log = logging.getLogger(__name__)
 
@@ -563,11 +564,11 @@ class History:
             if row is None:
                 raise RunNotFoundError(run_id, self.home)
             current, started = row
-            if current is not None and current != pid and _alive(current, started):
+            if current is not None and current != pid and same_process_alive(current, started):
                 return False
             db.execute(
                 "UPDATE runs SET follower_pid = ?, follower_started = ? WHERE run_id = ?",
-                (pid, _start_ticks(pid), run_id),
+                (pid, start_ticks(pid), run_id),
             )
             return True
 
@@ -937,25 +938,3 @@ def _backfill(db: sqlite3.Connection, old_columns: set[str]) -> None:
                 "INSERT OR IGNORE INTO attachments (run_id, position, path) VALUES (?,?,?)",
                 [(run_id, i, p) for i, p in enumerate(paths)],
             )
-
-
-def _start_ticks(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (Linux), to tell a pid from a reused one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int, started: int | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if started is None:
-        return True
-    now = _start_ticks(pid)
-    return now is None or now == started

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
+from ..processes import start_ticks
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
 from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec, read_log_chunk
@@ -85,7 +86,7 @@ class LocalExecutor:
             )
         return LocalRunHandle(
             pid=process.pid,
-            start_ticks=_start_ticks(process.pid),
+            start_ticks=start_ticks(process.pid),
             private_dir=private,
             process=process,
         )
@@ -167,7 +168,7 @@ class LocalRunHandle:
             return self._process.poll() is None
         if not Path(f"/proc/{self.pid}").exists():
             return False
-        ticks = _start_ticks(self.pid)
+        ticks = start_ticks(self.pid)
         return ticks is None or self.start_ticks is None or ticks == self.start_ticks  # else a reused pid
 
     def poll(self) -> HandleStatus:
@@ -255,15 +256,6 @@ class LocalRunHandle:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process start time in clock ticks since boot, to tell a pid from a reused one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
