@@ -1,100 +1,80 @@
 """The Docker target: one container per run, in an environment image cached by the hash of its spec.
 
-Environment images are built by running the install in a container and committing it, instead of
-`docker build`: the host's pip settings and CA bundle (needed behind TLS-intercepting proxies) go in
-with put_archive and are deleted before the commit, so they never land in an image layer, and
-nothing needs BuildKit. Snapshots go in with put_archive and outputs come back with get_archive, so
-the same code works against a remote engine that cannot see local paths.
+The snapshot goes into the run's container through its standard input: the container starts a
+tiny `/bin/sh` bootstrap that unpacks a tar from stdin into the working directory and then execs the
+image's entrypoint + the run's command. That costs one attach instead of a put_archive (which makes
+the engine mount the container and fork an unpacker: ~60 ms of a ~200 ms run). Images without
+/bin/sh (distroless) fall back to put_archive. Outputs come back with get_archive, so the same code
+works against an engine that cannot see local paths. docker-py is imported lazily (extra `docker`).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
+import socket
 import tarfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..environment import conda_only_packages, spark_submit_args
+from ..environment import spark_submit_args
 from ..errors import EnvironmentBuildError, TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
 from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec, read_log_chunk
-from .pip_forwarding import host_pip_files
+from .docker_build import IMAGE_REPOSITORY, RECIPE_VERSION, build_environment_image
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "amlexec-env-2"
-IMAGE_REPOSITORY = "amlexec-env"
-WORKDIR = "/amlexec/run"
-BUILD_DIR = "/tmp/amlexec-build"
+WORKDIR = "/azureml-run"
 SHARE_MOUNT = "/azureml-share/"
-EXIT_PYTHON_MISMATCH = 86
-EXIT_CONDA_ONLY = 87
-BUILD_LOG_TAIL_LINES = 40
 STOP_TIMEOUT_SECONDS = 5
-
-# The install recipe, run in a container of the base image. Arguments come as env variables.
-BUILD_SCRIPT = r"""
-set -e
-cd "$AMLEXEC_BUILD_DIR"
-[ -f pip.conf ] && export PIP_CONFIG_FILE="$AMLEXEC_BUILD_DIR/pip.conf"
-[ -f ca.crt ] && export PIP_CERT="$AMLEXEC_BUILD_DIR/ca.crt" REQUESTS_CA_BUNDLE="$AMLEXEC_BUILD_DIR/ca.crt"
-CONDA=""
-for c in micromamba mamba conda; do if command -v "$c" >/dev/null 2>&1; then CONDA="$c"; break; fi; done
-if [ -n "$CONDA" ]; then
-  echo "Using $CONDA to create the environment from conda_dependencies.yml"
-  if [ "$CONDA" = micromamba ]; then micromamba install -y -n base -f environment.yml; else "$CONDA" env update -n base -f environment.yml; fi
-else
-  if [ -n "$AMLEXEC_CONDA_ONLY" ]; then
-    echo "No conda in the base image, and these packages need conda: $AMLEXEC_CONDA_ONLY" >&2
-    exit 87
-  fi
-  PY=$(command -v python3 || command -v python || true)
-  if [ -z "$PY" ]; then echo "The base image has no python3" >&2; exit 86; fi
-  HAVE=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  if [ -n "$AMLEXEC_PYTHON" ] && [ "$HAVE" != "$AMLEXEC_PYTHON" ] && [ "${HAVE#"$AMLEXEC_PYTHON".}" = "$HAVE" ]; then
-    echo "conda_dependencies.yml asks for python $AMLEXEC_PYTHON but the base image has $HAVE" >&2
-    exit 86
-  fi
-  echo "No conda in the base image: creating a venv with $PY ($HAVE) and pip-installing the pip: section"
-  "$PY" -m venv /opt/amlexec-env
-  /opt/amlexec-env/bin/pip install --no-cache-dir --disable-pip-version-check -q --upgrade pip >/dev/null 2>&1 || true
-  if [ -s requirements.txt ]; then /opt/amlexec-env/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt; fi
+TAG_HASH_CHARS = 24
+LIVE_STATES = ("created", "running", "restarting", "paused")
+# The run's PID 1: unpack the snapshot tar from stdin (tar, else Python's tarfile), then run "$@"
+# (image entrypoint + command) as a child and pass SIGTERM/SIGINT on, so `docker stop` ends the
+# script at once (a PID 1 script would ignore SIGTERM); exits with the child's status.
+BOOTSTRAP = r"""
+if command -v tar >/dev/null 2>&1; then tar -xf - || exit 125
+else python3 -c 'import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode="r|").extractall()' || exit 125
 fi
-cd /
-rm -rf "$AMLEXEC_BUILD_DIR"
+command -v "$1" >/dev/null 2>&1 || { echo "amlexec: $1 is not in this image (PATH=$PATH)" >&2; exit 127; }
+"$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+trap 'kill -INT "$child" 2>/dev/null' INT
+while :; do
+  wait "$child"
+  status=$?
+  kill -0 "$child" 2>/dev/null || exit "$status"
+done
 """
 
 
 def _docker() -> Any:
+    """docker-py, or the error that says how to install it."""
     try:
         import docker
     except ImportError:
         raise TargetUnavailableError(
-            "Docker targets need docker-py: pip install 'jupyter_amlexec[docker]'."
+            "Docker targets need docker-py, which is not installed: pip install 'jupyter_amlexec[docker]'."
         ) from None
     return docker
 
 
-def _tar(files: Mapping[str, bytes], prefix: str = "") -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(prefix + name)
-            info.size = len(content)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
+def _connect(docker_host: str | None) -> Any:
+    docker = _docker()
+    if docker_host:
+        return docker.DockerClient(base_url=docker_host, timeout=120)
+    return docker.from_env(timeout=120)
 
 
 class DockerExecutor:
-    """Runs on a Docker engine (DOCKER_HOST or the local socket)."""
+    """Runs on a Docker engine: DOCKER_HOST when set, else the local socket."""
 
     def __init__(self, target: ComputeTarget, home: Path) -> None:
         self.target = target
@@ -102,36 +82,51 @@ class DockerExecutor:
         self._client: Any = None
         self._lock = threading.Lock()
 
-    # --- engine ----------------------------------------------------------------------------------
+    # --- engine ------------------------------------------------------------------------------
+
+    @property
+    def docker_host(self) -> str:
+        return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     def client(self) -> Any:
+        """A connected docker-py client; TargetUnavailableError with the fix when no engine answers."""
         with self._lock:
             if self._client is None:
-                docker = _docker()
                 try:
-                    self._client = docker.from_env(timeout=120)
-                    self._client.ping()
+                    client = _connect(None)
+                    client.ping()
+                except TargetUnavailableError:
+                    raise
                 except Exception as exc:
-                    self._client = None
-                    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
                     raise TargetUnavailableError(
-                        f"Target '{self.target.name}': no Docker engine answers at {where} ({exc}). Start "
-                        f"Docker (e.g. `sudo systemctl start docker`) or point DOCKER_HOST at a running engine."
+                        f"Target '{self.target.name}': no Docker engine answers at {self.docker_host} ({exc}). "
+                        f"Start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at a "
+                        f"running engine."
                     ) from exc
+                self._client = client
             return self._client
 
     def check(self) -> None:
         self.client()
+        if self.target.shared_volumes and not self.docker_host.startswith("unix://"):
+            raise TargetUnavailableError(
+                f"Target '{self.target.name}' has sharedVolumes: true, which bind-mounts the project "
+                f"folder and so needs the local Docker engine, but DOCKER_HOST is {self.docker_host}. "
+                f"Set sharedVolumes: false in aml_config/{self.target.name}.compute (the snapshot is "
+                f"then copied into the container)."
+            )
 
     def _base_image(self) -> str:
-        image = self.target.base_docker_image
+        image = self.target.base_docker_image or os.environ.get("AMLEXEC_DEFAULT_BASE_IMAGE")
         if not image:
             raise TargetUnavailableError(
-                f"Target '{self.target.name}' has no baseDockerImage in aml_config/{self.target.name}.compute."
+                f"Target '{self.target.name}' has no baseDockerImage: add `baseDockerImage: IMAGE` to "
+                f"aml_config/{self.target.name}.compute."
             )
         return image
 
-    def _base_image_attrs(self, log: ControlLog) -> dict[str, Any]:
+    def _base_image_attrs(self, log_to: ControlLog) -> dict[str, Any]:
+        """The base image's inspect data; pulled when missing; EnvironmentBuildError naming it otherwise."""
         docker = _docker()
         image = self._base_image()
         client = self.client()
@@ -139,36 +134,44 @@ class DockerExecutor:
             return dict(client.images.get(image).attrs)
         except docker.errors.ImageNotFound:
             pass
-        log(f"Base image {image} is not on the engine; pulling it ...\n")
+        log_to(f"Base image {image} is not on the Docker engine; pulling it ...\n")
         try:
             client.images.pull(image)
             return dict(client.images.get(image).attrs)
         except docker.errors.DockerException as exc:
             raise EnvironmentBuildError(
-                f"The base image {image!r} (baseDockerImage in aml_config/{self.target.name}.compute) is not "
-                f"on the Docker engine and could not be pulled: {exc}. Build or load it on the engine, or set "
-                f"baseDockerImage to an image that exists (`docker images` lists them)."
+                f"The base image {image!r} (baseDockerImage in aml_config/{self.target.name}.compute) is "
+                f"not on the Docker engine and could not be pulled: {exc}. Build or load it on the engine "
+                f"(`docker images` lists what is there), or set baseDockerImage to an image that exists."
             ) from exc
 
-    # --- environments --------------------------------------------------------------------------------
+    # --- environments --------------------------------------------------------------------------
 
-    def _needs_build(self, env: EnvironmentSpec) -> bool:
-        return not env.is_empty
+    def _key(self, env: EnvironmentSpec, base_id: str) -> str:
+        return env.content_hash(base_id, RECIPE_VERSION)
 
     def environment_key(self, env: EnvironmentSpec) -> str:
-        attrs = self._base_image_attrs(lambda _t: None)
-        return env.content_hash(str(attrs["Id"]), RECIPE_VERSION)
+        """sha256 of (base image id, normalised conda + spark spec, recipe version)."""
+        return self._key(env, str(self._base_image_attrs(lambda _text: None)["Id"]))
+
+    def image_tag(self, key: str) -> str:
+        return f"{IMAGE_REPOSITORY}:{key[:TAG_HASH_CHARS]}"
 
     def prepare(self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False) -> PreparedEnv:
+        """The environment image: the cached tag when it exists (nothing built), else a build."""
         docker = _docker()
         attrs = self._base_image_attrs(log)
         base_id = str(attrs["Id"])
-        key = env.content_hash(base_id, RECIPE_VERSION)
-        details = {"spark_submit_args": spark_submit_args(env.spark), "base_image": self._base_image()}
-        if not self._needs_build(env):
-            log(f"No packages to install: running in the base image {self._base_image()} as is.\n")
+        key = self._key(env, base_id)
+        details: dict[str, object] = {
+            "base_image": self._base_image(),
+            "spark_submit_args": spark_submit_args(env.spark),
+            "entrypoint": list((attrs.get("Config") or {}).get("Entrypoint") or []),
+        }
+        if env.is_empty:
+            log(f"No packages to install: running in the base image {self._base_image()} as it is.\n")
             return PreparedEnv(env_hash=key, built=False, image=base_id, python="python3", details=details)
-        tag = f"{IMAGE_REPOSITORY}:{key[:24]}"
+        tag = self.image_tag(key)
         client = self.client()
         if not force:
             try:
@@ -179,87 +182,42 @@ class DockerExecutor:
             except docker.errors.ImageNotFound:
                 pass
         log(
-            f"Building environment image {tag} from {env.conda_file or 'conda_dependencies.yml'} over {self._base_image()}\n"
+            f"Building environment image {tag} from {env.conda_file or 'the conda file'} over "
+            f"{self._base_image()}\n"
         )
-        image_id = self._build(env, attrs, tag, log)
+        image_id = build_environment_image(
+            client,
+            base=attrs,
+            base_name=self._base_image(),
+            env=env,
+            tag=tag,
+            network_mode=self.target.build_network_mode or self.target.network_mode,
+            forward_pip_config=self.target.forward_pip_config,
+            target_name=self.target.name,
+            log_to=log,
+        )
         return PreparedEnv(env_hash=key, built=True, image=image_id, python="python3", details=details)
 
-    def _build(self, env: EnvironmentSpec, base: Mapping[str, Any], tag: str, log: ControlLog) -> str:
-        client = self.client()
-        files: dict[str, bytes] = {"requirements.txt": "\n".join(env.pip_packages).encode() + b"\n"}
-        if env.conda is not None:
-            files["environment.yml"] = json.dumps(env.conda).encode()  # JSON is YAML
-        if self.target.forward_pip_config:
-            files.update(host_pip_files())
-        config = base.get("Config") or {}
-        build_env = {
-            "AMLEXEC_BUILD_DIR": BUILD_DIR,
-            "AMLEXEC_PYTHON": env.python_version or "",
-            "AMLEXEC_CONDA_ONLY": " ".join(conda_only_packages(env)),
-        }
-        container = client.containers.create(
-            str(base["Id"]),
-            command=["/bin/sh", "-c", BUILD_SCRIPT],
-            environment=build_env,
-            network_mode=self.target.build_network_mode or self.target.network_mode,
-            labels={"amlexec.build": tag},
-            user="0",
-        )
-        lines: list[str] = []
-        try:
-            container.put_archive("/", _tar(files, prefix=BUILD_DIR.lstrip("/") + "/"))
-            container.start()
-            for raw in container.logs(stream=True, follow=True):
-                text = raw.decode("utf-8", errors="replace")
-                lines.extend(text.splitlines())
-                del lines[: -BUILD_LOG_TAIL_LINES * 5]
-                log(text)
-            code = int(container.wait().get("StatusCode", 1))
-            tail = "\n".join(lines[-BUILD_LOG_TAIL_LINES:])
-            if code == EXIT_CONDA_ONLY:
-                names = ", ".join(conda_only_packages(env))
-                raise EnvironmentBuildError(
-                    f"{env.conda_file or 'conda_dependencies.yml'} asks for conda packages ({names}) but the base "
-                    f"image {self._base_image()} has no conda/mamba/micromamba. Move them to the `pip:` section, "
-                    f"or use a base image with conda.",
-                    tail,
-                )
-            if code == EXIT_PYTHON_MISMATCH:
-                raise EnvironmentBuildError(
-                    f"The environment cannot be built over {self._base_image()}: its Python does not match "
-                    f"{env.conda_file or 'conda_dependencies.yml'}. Change `python=` there or the base image.",
-                    tail,
-                )
-            if code != 0:
-                raise EnvironmentBuildError(
-                    f"Building the environment image failed (exit code {code}).", tail
-                )
-            changes = [
-                "ENV PATH=/opt/amlexec-env/bin:" + _path_of(config),
-                "WORKDIR " + (config.get("WorkingDir") or "/"),
-                "CMD " + json.dumps(config.get("Cmd") or ["python3"]),
-                f"LABEL amlexec.recipe={RECIPE_VERSION}",
-            ]
-            repository, _, version = tag.partition(":")
-            image = container.commit(repository=repository, tag=version, changes=changes)
-            log(f"Built {tag} ({image.short_id}).\n")
-            return str(image.id)
-        finally:
-            try:
-                container.remove(force=True)
-            except Exception:
-                logging.getLogger(__name__).warning("could not remove build container %s", container.id)
+    # --- runs ----------------------------------------------------------------------------------
 
-    # --- runs ------------------------------------------------------------------------------------------
-
-    def start(self, run: RunSpec, snapshot: Snapshot) -> DockerRunHandle:
-        docker = _docker()
-        client = self.client()
+    def _command(self, run: RunSpec, env: dict[str, str]) -> list[str]:
         prepared = run.prepared
-        image = prepared.image if prepared and prepared.image else self._base_image()
+        if run.framework == "PySpark":
+            raw = prepared.details.get("spark_submit_args") if prepared else None
+            spark_args = [str(a) for a in raw] if isinstance(raw, list) else []
+            env.setdefault("PYSPARK_PYTHON", "python3")
+            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            return ["spark-submit", "--master", "local[*]", *spark_args, run.entry_script, *run.arguments]
+        return ["python3", run.entry_script, *run.arguments]
+
+    def _create_kwargs(self, run: RunSpec) -> dict[str, Any]:
         env = dict(run.environment_variables)
+        env.setdefault("AMLEXEC_RUN_ID", run.run_id)
         env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = ":".join(f"{WORKDIR}/{p}" for p in run.python_path)
+        if run.python_path:
+            env["PYTHONPATH"] = ":".join(
+                WORKDIR if p in ("", ".") else f"{WORKDIR}/{p.strip('/')}" for p in run.python_path
+            )
         volumes = list(self.target.volumes)
         if self.target.native_shared_directory:
             shared = Path(os.path.expanduser(self.target.native_shared_directory)) / run.project_name
@@ -268,18 +226,16 @@ class DockerExecutor:
             env["AZUREML_NATIVE_SHARE_DIRECTORY"] = SHARE_MOUNT
         if self.target.shared_volumes:
             volumes.append(f"{run.project_root}:{WORKDIR}")
-        if run.framework == "PySpark":
-            spark_args = list((prepared.details.get("spark_submit_args") if prepared else None) or [])  # type: ignore[call-overload]
-            env.setdefault("PYSPARK_PYTHON", "python3")
-            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            command = ["spark-submit", "--master", "local[*]", *spark_args, run.entry_script, *run.arguments]
-        else:
-            command = ["python3", run.entry_script, *run.arguments]
+        command = self._command(run, env)
         kwargs: dict[str, Any] = {
             "command": command,
             "working_dir": WORKDIR,
             "environment": env,
-            "labels": {"amlexec.run_id": run.run_id, "amlexec.project": run.project_name},
+            "labels": {
+                "amlexec.run_id": run.run_id,
+                "amlexec.project": run.project_name,
+                "amlexec.target": self.target.name,
+            },
             "volumes": volumes or None,
             "network_mode": self.target.network_mode,
             "shm_size": self.target.shm_size,
@@ -288,55 +244,170 @@ class DockerExecutor:
         if self.target.cpus:
             kwargs["nano_cpus"] = int(self.target.cpus * 1e9)
         if self.target.nvidia_docker:
-            kwargs["device_requests"] = [_gpu_request(docker, self.target.gpus)]
+            kwargs["device_requests"] = [_gpu_request(_docker(), self.target.gpus)]
+        return kwargs
+
+    def start(self, run: RunSpec, snapshot: Snapshot) -> DockerRunHandle:
+        """Create, fill and start the run's container; its log is followed into executor/raw.log."""
+        docker = _docker()
+        client = self.client()
+        prepared = run.prepared
+        image = prepared.image if prepared and prepared.image else self._base_image()
+        if prepared is not None and "entrypoint" in prepared.details:
+            raw_entrypoint = prepared.details["entrypoint"]
+            entrypoint = [str(a) for a in raw_entrypoint] if isinstance(raw_entrypoint, list) else []
+        else:
+            entrypoint = list((client.images.get(image).attrs.get("Config") or {}).get("Entrypoint") or [])
+        kwargs = self._create_kwargs(run)
+        private = run.run_dir / "executor"
+        private.mkdir(parents=True, exist_ok=True)
+        try:
+            container = self._start_with_stdin(client, image, entrypoint, kwargs, self._payload(snapshot))
+        except _NoShell:
+            container = self._start_with_put_archive(
+                client, image, kwargs, self._payload(snapshot, WORKDIR.lstrip("/") + "/")
+            )
+        except docker.errors.APIError as exc:
+            raise _start_error(self.target, exc) from exc
+        handle = DockerRunHandle(
+            client,
+            container.id,
+            private,
+            image=image,
+            docker_host=os.environ.get("DOCKER_HOST"),
+            keep_container=self.target.keep_container,
+        )
+        handle.follow_logs()
+        return handle
+
+    def _payload(self, snapshot: Snapshot, prefix: str = "") -> bytes:
+        """The snapshot as a tar; with sharedVolumes only our in-run files (the project is mounted)."""
+        buffer = io.BytesIO()
+        if not self.target.shared_volumes:
+            snapshot.write_tar(buffer, prefix=prefix)
+            return buffer.getvalue()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for entry in snapshot.entries:
+                if entry.path.startswith(".amlexec/"):
+                    info = tarfile.TarInfo(prefix + entry.path)
+                    info.size, info.mode = entry.size, entry.mode
+                    tar.addfile(info, io.BytesIO(snapshot.read(entry.path)))
+        return buffer.getvalue()
+
+    def _start_with_stdin(
+        self, client: Any, image: str, entrypoint: list[str], kwargs: Mapping[str, Any], payload: bytes
+    ) -> Any:
+        docker = _docker()
+        args = dict(kwargs)
+        args["command"] = [*entrypoint, *kwargs["command"]]
+        container = client.containers.create(
+            image, entrypoint=["/bin/sh", "-c", BOOTSTRAP, "amlexec-bootstrap"], stdin_open=True, **args
+        )
+        try:
+            sock = container.attach_socket(params={"stdin": 1, "stream": 1})
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                if "/bin/sh" in str(exc) and "no such file" in str(exc).lower():
+                    raise _NoShell() from exc
+                raise
+            _send_and_close(sock, payload)
+        except BaseException:
+            _remove_quietly(container)
+            raise
+        return container
+
+    def _start_with_put_archive(
+        self, client: Any, image: str, kwargs: Mapping[str, Any], payload: bytes
+    ) -> Any:
+        docker = _docker()
+        log.info("image %s has no /bin/sh: copying the snapshot with put_archive", image)
         try:
             container = client.containers.create(image, **kwargs)
         except docker.errors.APIError as exc:
             raise _start_error(self.target, exc) from exc
-        private = run.run_dir / "executor"
-        private.mkdir(parents=True, exist_ok=True)
-        handle = DockerRunHandle(client, container.id, private)
         try:
-            if self.target.shared_volumes:
-                container.put_archive(
-                    "/",
-                    _tar(
-                        {p: snapshot.read(p) for p in _inrun_paths(snapshot)},
-                        prefix=WORKDIR.lstrip("/") + "/",
-                    ),
-                )
-            else:
-                container.put_archive("/", snapshot.tar_bytes(prefix=WORKDIR.lstrip("/") + "/"))
+            container.put_archive("/", payload)
             container.start()
-        except docker.errors.APIError as exc:
-            handle.cleanup()
-            raise _start_error(self.target, exc) from exc
+        except BaseException as exc:
+            _remove_quietly(container)
+            if isinstance(exc, docker.errors.APIError):
+                raise _start_error(self.target, exc) from exc
+            raise
+        return container
+
+    def attach(self, data: Mapping[str, object]) -> DockerRunHandle:
+        """The handle of a run started by another process (a restarted kernel, the CLI)."""
+        host = data.get("docker_host")
+        client = _connect(str(host)) if host else self.client()
+        handle = DockerRunHandle(
+            client,
+            str(data["container_id"]),
+            Path(str(data["private_dir"])),
+            image=str(data.get("image") or ""),
+            docker_host=str(host) if host else None,
+            keep_container=bool(data.get("keep_container", self.target.keep_container)),
+        )
         handle.follow_logs()
         return handle
 
-    def attach(self, data: Mapping[str, object]) -> DockerRunHandle:
-        handle = DockerRunHandle(self.client(), str(data["container_id"]), Path(str(data["private_dir"])))
-        handle.follow_logs()
-        return handle
+
+class _NoShell(Exception):
+    """The image has no /bin/sh for the stdin bootstrap."""
+
+
+def _send_and_close(sock: Any, payload: bytes) -> None:
+    """Write the snapshot tar to the container's stdin, then end stdin (the bootstrap sees EOF)."""
+    raw = getattr(sock, "_sock", sock)
+    try:
+        raw.sendall(payload)
+        if hasattr(raw, "shutdown_write"):  # an SSH channel
+            raw.shutdown_write()
+        else:
+            raw.shutdown(socket.SHUT_WR)
+    finally:
+        sock.close()
+
+
+def _remove_quietly(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except Exception as exc:
+        log.warning("could not remove container %s: %s", container.id[:12], exc)
 
 
 class DockerRunHandle:
     """One run's container; its log is streamed into a local file that `logs(since)` reads."""
 
-    def __init__(self, client: Any, container_id: str, private_dir: Path) -> None:
+    def __init__(
+        self,
+        client: Any,
+        container_id: str,
+        private_dir: Path,
+        *,
+        image: str = "",
+        docker_host: str | None = None,
+        keep_container: bool = False,
+    ) -> None:
         self.client = client
         self.container_id = container_id
         self.private_dir = private_dir
+        self.image = image
+        self.docker_host = docker_host
+        self.keep_container = keep_container
         self.raw_log = private_dir / "raw.log"
         self._cancel_file = private_dir / "canceled"
         self._stream: threading.Thread | None = None
-        self._gone = False
 
     def _container(self) -> Any:
         return self.client.containers.get(self.container_id)
 
     def follow_logs(self) -> None:
-        """Copy the container's whole log (from its start) into raw.log, following it live."""
+        """Copy the container's whole log (from its start) into raw.log, following it live.
+
+        Re-attaching copies from the start again, so byte offsets stay those of the first copy.
+        """
+        self.private_dir.mkdir(parents=True, exist_ok=True)
         self.raw_log.write_bytes(b"")
         self._stream = threading.Thread(
             target=self._copy_logs, name=f"docker-logs-{self.container_id[:12]}", daemon=True
@@ -363,7 +434,7 @@ class DockerRunHandle:
             return HandleStatus(
                 RunStatus.FAILED, error=f"the run's container {self.container_id[:12]} is gone"
             )
-        if state.get("Status") in ("created", "running", "restarting", "paused"):
+        if state.get("Status") in LIVE_STATES:
             return HandleStatus(RunStatus.RUNNING)
         if self._stream is not None:
             self._stream.join(timeout=10)  # the whole log is in raw.log before the run is called done
@@ -374,7 +445,7 @@ class DockerRunHandle:
             return HandleStatus(
                 RunStatus.FAILED,
                 exit_code=code,
-                error="the container ran out of memory (memory limit of the target)",
+                error="the container ran out of memory (raise `memory` in the target's .compute file)",
             )
         if code == 0:
             return HandleStatus(RunStatus.COMPLETED, exit_code=0)
@@ -387,7 +458,7 @@ class DockerRunHandle:
     def wait(self, timeout: float) -> HandleStatus:
         try:
             self._container().wait(timeout=max(timeout, 0.05))
-        except Exception:  # a read timeout means it is still running
+        except Exception:  # a read timeout: still running (or gone: poll says which)
             pass
         return self.poll()
 
@@ -395,14 +466,19 @@ class DockerRunHandle:
         return read_log_chunk(self.raw_log, since)
 
     def cancel(self) -> None:
+        """Stop the container (SIGTERM, SIGKILL after a few seconds); a finished run is left as it is."""
         docker = _docker()
-        self._cancel_file.write_text("canceled\n")
         try:
-            self._container().stop(timeout=STOP_TIMEOUT_SECONDS)  # SIGTERM, then SIGKILL
+            container = self._container()
+            if container.attrs["State"].get("Status") not in LIVE_STATES:
+                return
+            self._cancel_file.write_text("canceled\n")
+            container.stop(timeout=STOP_TIMEOUT_SECONDS)
         except docker.errors.NotFound:
             pass
 
     def collect_outputs(self, dest: Path, max_file_bytes: int) -> list[str]:
+        """Copy outputs/ out of the container (files over max_file_bytes are skipped and logged)."""
         docker = _docker()
         try:
             stream, _stat = self._container().get_archive(f"{WORKDIR}/outputs")
@@ -416,10 +492,8 @@ class DockerRunHandle:
         try:
             with tarfile.open(spool) as tar:
                 for member in tar:
-                    if not member.isfile():
-                        continue
                     rel = member.name.split("/", 1)[1] if "/" in member.name else ""
-                    if not rel or rel.startswith("/") or ".." in Path(rel).parts:
+                    if not member.isfile() or not rel or rel.startswith("/") or ".." in Path(rel).parts:
                         continue
                     if member.size > max_file_bytes:
                         log.warning(
@@ -429,11 +503,11 @@ class DockerRunHandle:
                             max_file_bytes,
                         )
                         continue
-                    target = dest / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
                     source = tar.extractfile(member)
                     if source is None:
                         continue
+                    target = dest / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     with open(target, "wb") as out:
                         while chunk := source.read(1024 * 1024):
                             out.write(chunk)
@@ -443,6 +517,10 @@ class DockerRunHandle:
         return sorted(collected)
 
     def cleanup(self) -> None:
+        """Remove the container, unless the target keeps them for debugging (keepContainer)."""
+        if self.keep_container:
+            log.info("keeping container %s (keepContainer: true)", self.container_id[:12])
+            return
         try:
             self._container().remove(force=True)
         except Exception as exc:
@@ -452,16 +530,12 @@ class DockerRunHandle:
         return {
             "type": "docker",
             "container_id": self.container_id,
+            "image": self.image,
+            "workdir": WORKDIR,
             "private_dir": str(self.private_dir),
-            "docker_host": os.environ.get("DOCKER_HOST"),
+            "docker_host": self.docker_host,
+            "keep_container": self.keep_container,
         }
-
-
-def _path_of(config: Mapping[str, Any]) -> str:
-    for item in config.get("Env") or []:
-        if item.startswith("PATH="):
-            return str(item[5:])
-    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _gpu_request(docker: Any, gpus: str | None) -> Any:
@@ -478,15 +552,12 @@ def _start_error(target: ComputeTarget, exc: Exception) -> TargetUnavailableErro
     if target.nvidia_docker and ("gpu" in text.lower() or "device driver" in text.lower()):
         return TargetUnavailableError(
             f"Target '{target.name}' asks for GPUs (nvidiaDocker: true) but the Docker engine has no GPU "
-            f"runtime: {text}. Install the NVIDIA Container Toolkit on the Docker host, or set nvidiaDocker: false."
+            f"runtime: {text}. Install the NVIDIA Container Toolkit on the Docker host, or set "
+            f"nvidiaDocker: false in aml_config/{target.name}.compute."
         )
     if "spark-submit" in text:
         return TargetUnavailableError(
-            f"Framework PySpark needs spark-submit (pyspark + Java) in the image of target '{target.name}': {text}. "
-            f"Use an image with Spark, or set Framework: Python in the run configuration."
+            f"Framework PySpark needs spark-submit (pyspark + Java) in the image of target '{target.name}': "
+            f"{text}. Use an image with Spark, or set Framework: Python in the run configuration."
         )
     return TargetUnavailableError(f"Docker could not start the run on target '{target.name}': {text}")
-
-
-def _inrun_paths(snapshot: Snapshot) -> list[str]:
-    return [e.path for e in snapshot.entries if e.path.startswith(".amlexec/")]

@@ -1,4 +1,4 @@
-"""Runs in real containers on the Docker engine that scripts/test.sh starts (never mocked)."""
+"""The Docker target on the real engine that scripts/test.sh starts: real images, real containers."""
 
 from __future__ import annotations
 
@@ -7,95 +7,103 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jupyter_amlexec.core.api import Session
 from jupyter_amlexec.core.errors import EnvironmentBuildError, RunFailedError
+from jupyter_amlexec.core.executors.docker import DockerExecutor
 from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.project import Project
 from tests.conftest import require
 
-BASE_IMAGE = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")
-PYSPARK_IMAGE = os.environ.get("AMLEXEC_TEST_PYSPARK_IMAGE", "amlexec-test/pyspark:3.11")
-NETWORK = os.environ.get("AMLEXEC_TEST_NETWORK_MODE", "host")
-
-
-@pytest.fixture(scope="module")
-def engine():  # type: ignore[no-untyped-def]
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no engine
-        require(False, f"a Docker engine ({exc})")
-    require(_has_image(client, BASE_IMAGE), f"the test image {BASE_IMAGE}")
-    yield client
-    leaked = client.containers.list(all=True, filters={"label": "amlexec.build"})
-    assert not leaked, f"build containers left behind: {[c.name for c in leaked]}"
-
-
-def _has_image(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        client.images.get(tag)
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def _containers_of(client, run_id: str) -> list:  # type: ignore[no-untyped-def]
-    return client.containers.list(all=True, filters={"label": f"amlexec.run_id={run_id}"})
+from .conftest import BASE_IMAGE, NETWORK, PYSPARK_IMAGE, has_image, run_containers
 
 
 def docker_project(
-    root: Path, *, image: str = BASE_IMAGE, conda: str | None = None, framework: str = "Python"
+    root: Path,
+    *,
+    image: str = BASE_IMAGE,
+    conda: str | None = None,
+    framework: str = "Python",
+    **settings: Any,
 ) -> Session:
+    """A project with a docker target 'box' (the test network mode) and a session on it."""
     project = Project(root)
     project.initialize()
-    project.attach_target("box", "docker", base_docker_image=image, network_mode=NETWORK, force=True)
-    rc = project.run_configuration("box")
-    from dataclasses import replace
-
-    project.write_run_configuration(replace(rc, framework=framework))
+    project.attach_target(
+        "box", "docker", base_docker_image=image, network_mode=NETWORK, force=True, **settings
+    )
+    project.write_run_configuration(replace(project.run_configuration("box"), framework=framework))
     conda_file = root / "aml_config" / "conda_dependencies.yml"
     conda_file.write_text(conda if conda is not None else "name: env\ndependencies:\n  - python=3.11\n")
     return Session.open(root, Path(os.environ["AMLEXEC_HOME"]))
 
 
-def test_cell_runs_in_a_container_with_args_env_metrics_outputs(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cell_runs_in_a_container_with_args_env_metrics_outputs(
+    engine: Any, project: Path, home: Path
+) -> None:
     # Given a docker target and a cell that reads its arguments and environment
     session = docker_project(project)
     cell = (
         "import os, sys, amlexec_run\n"
         "print('in container', os.path.exists('/.dockerenv'), sys.argv[1:], os.environ['COLOUR'])\n"
+        "print('run id', os.environ['AMLEXEC_RUN_ID'], 'cwd', os.getcwd())\n"
         "amlexec_run.log('accuracy', 0.91)\n"
-        "os.makedirs('outputs', exist_ok=True)\n"
+        "os.makedirs('outputs/sub', exist_ok=True)\n"
         "open('outputs/model.bin', 'wb').write(b'\\x00' * 1000)\n"
+        "open('outputs/sub/notes.txt', 'w').write('hi')\n"
     )
     # When it is submitted to the docker target
     run = session.submit(
         cell=cell, run_configuration="box", arguments=["--lr", "0.1"], env={"COLOUR": "blue green"}
     ).wait()
-    # Then it ran inside a container, with everything intact, and the container is gone
+    # Then it ran inside a container, with arguments, variables, metrics and outputs intact
     assert "in container True ['--lr', '0.1'] blue green" in run.logs()
+    assert f"run id {run.id} cwd /azureml-run" in run.logs()
     assert run.metrics == {"accuracy": 0.91}
-    assert run.outputs == ["model.bin"] and (run.outputs_dir / "model.bin").stat().st_size == 1000
-    assert _containers_of(engine, run.id) == []
+    assert run.outputs == ["model.bin", "sub/notes.txt"]
+    assert (run.outputs_dir / "model.bin").stat().st_size == 1000
+    # And the container is gone
+    assert run_containers(engine, run.id) == []
 
 
-def test_failing_script_reports_exit_code_and_log(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_script_file_with_arguments_sees_the_project_files(engine: Any, project: Path, home: Path) -> None:
+    # Given a script that reads a data file of the project and its own arguments
+    session = docker_project(project)
+    (project / "data").mkdir()
+    (project / "data" / "numbers.csv").write_text("1\n2\n3\n")
+    (project / "train.py").write_text(
+        "import sys\nnums = [int(x) for x in open('data/numbers.csv')]\n"
+        "print('total', sum(nums) * float(sys.argv[1]), sys.argv[2])\n"
+    )
+    # When it runs with arguments
+    run = session.submit(script="train.py", arguments=["0.5", "it's quoted"], run_configuration="box").wait()
+    # Then the snapshot was there and the arguments arrived as given
+    assert "total 3.0 it's quoted" in run.logs()
+    assert run.record.exit_code == 0
+
+
+def test_failing_script_reports_exit_code_and_log(engine: Any, project: Path, home: Path) -> None:
+    # Given a script that exits with 7
     session = docker_project(project)
     (project / "bad.py").write_text("import sys\nprint('going down')\nsys.exit(7)\n")
+    # When it runs
     run = session.submit(script="bad.py", run_configuration="box")
+    # Then the run fails with the exit code and the log, and leaves no container
     with pytest.raises(RunFailedError) as failure:
         run.wait()
     assert failure.value.exit_code == 7 and "going down" in str(failure.value)
-    assert _containers_of(engine, run.id) == []
+    assert run_containers(engine, run.id) == []
 
 
-def test_cancel_stops_and_removes_the_container(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_stops_a_long_run_at_once_and_removes_the_container(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given a run that would sleep for two minutes
     session = docker_project(project)
     run = session.submit(
         cell="import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n", run_configuration="box"
@@ -103,53 +111,160 @@ def test_cancel_stops_and_removes_the_container(engine, project: Path, home: Pat
     deadline = time.monotonic() + 60
     while "sleeping" not in run.logs() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _containers_of(engine, run.id), "the run should have a container while it runs"
+    assert run_containers(engine, run.id), "the run should have a container while it runs"
+    # When it is canceled
+    started = time.monotonic()
     run.cancel()
     run.wait(timeout=60, raise_on_failure=False)
+    # Then it ends Canceled well before the stop timeout would kill it, and its container is gone
     assert run.status is RunStatus.CANCELED
-    assert _containers_of(engine, run.id) == []
+    assert time.monotonic() - started < 4, "SIGTERM should reach the script"
+    assert run_containers(engine, run.id) == []
 
 
-def test_environment_is_built_once_then_reused(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_environment_is_built_once_then_reused(engine: Any, project: Path, home: Path) -> None:
     # Given a conda file with a real package from the package index
     conda = "name: env\ndependencies:\n  - python=3.11\n  - pip:\n    - six==1.16.0\n"
     session = docker_project(project, conda=conda)
-    # When the environment is prepared twice
-    built: list[str] = []
-    first = session.prepare("box", log=built.append, force=True)
-    images_after_first = {i.id for i in engine.images.list()}
+    dangling_before = {i.id for i in engine.images.list(filters={"dangling": True})}
+    # When the environment is prepared (forced: a fresh build) and then prepared again
+    build_log: list[str] = []
+    first = session.prepare("box", log=build_log.append, force=True)
+    images_after_first = {i.id for i in engine.images.list(all=True)}
     second = session.prepare("box")
-    # Then the first built an image and the second built nothing
+    # Then the first built an image, streaming the pip log, and the second built nothing
     assert first.built and not second.built and first.image == second.image
-    assert {i.id for i in engine.images.list()} == images_after_first
-    assert any("Building environment image" in line for line in built)
-    # And a run uses the package, without building again
+    assert {i.id for i in engine.images.list(all=True)} == images_after_first
+    assert any("Successfully installed six-1.16.0" in line for line in build_log)
+    # And a forced rebuild leaves no untagged image behind
+    assert {i.id for i in engine.images.list(filters={"dangling": True})} <= dangling_before
+    # And neither the host's pip settings nor the build parameters are in the image
+    image = engine.images.get(first.image)
+    assert not [e for e in image.attrs["Config"]["Env"] if e.startswith(("AMLEXEC", "PIP_"))]
+    probe = engine.containers.run(
+        first.image, ["sh", "-c", "ls /tmp/amlexec-build 2>&1; true"], remove=True, network_mode="none"
+    )
+    assert b"No such file" in probe
+    # And a run uses the package without building again
     run = session.submit(cell="import six\nprint('six', six.__version__)\n", run_configuration="box").wait()
     assert "six 1.16.0" in run.logs()
     assert "ready (cached)" in run.logs("control")
 
 
-def test_conda_only_package_without_conda_is_a_clear_error(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
-    conda = "name: env\ndependencies:\n  - python=3.11\n  - cudatoolkit=11.8\n"
+def test_conda_only_package_without_conda_is_a_clear_error(engine: Any, project: Path, home: Path) -> None:
+    # Given a conda file with a package only conda can install, over an image without conda
+    conda = "name: env\ndependencies:\n  - python=3.11\n  - cudatoolkit=11.8\n  - pip:\n    - six\n"
     session = docker_project(project, conda=conda)
-    with pytest.raises(EnvironmentBuildError, match="cudatoolkit"):
+    # When the environment is prepared, then the error names the package
+    with pytest.raises(EnvironmentBuildError, match="cudatoolkit=11.8"):
         session.prepare("box")
     # And a submit ends Failed (never stuck in Preparing) with the reason
     run = session.submit(cell="print(1)", run_configuration="box").wait(raise_on_failure=False)
     assert run.status is RunStatus.FAILED and "cudatoolkit" in (run.record.error or "")
 
 
-def test_missing_base_image_is_a_clear_error(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_python_version_mismatch_names_both_versions(engine: Any, project: Path, home: Path) -> None:
+    # Given a conda file that asks for Python 3.9 over an image with Python 3.11
+    conda = "name: env\ndependencies:\n  - python=3.9\n  - pip:\n    - six\n"
+    session = docker_project(project, conda=conda)
+    # When the environment is prepared, then the error says both versions
+    with pytest.raises(EnvironmentBuildError) as failure:
+        session.prepare("box")
+    assert "python 3.9" in str(failure.value) and "python 3.11" in str(failure.value)
+
+
+def test_missing_base_image_is_a_clear_error(engine: Any, project: Path, home: Path) -> None:
+    # Given a target whose base image is nowhere
     session = docker_project(project, image="amlexec-test/no-such-image:0")
+    # When a run is submitted
     run = session.submit(cell="print(1)", run_configuration="box").wait(timeout=120, raise_on_failure=False)
+    # Then it fails, naming the image and the setting to change
     assert run.status is RunStatus.FAILED
-    assert "amlexec-test/no-such-image:0" in (run.record.error or "") and "baseDockerImage" in (
+    assert "amlexec-test/no-such-image:0" in (run.record.error or "")
+    assert "baseDockerImage" in (run.record.error or "")
+
+
+def test_gpu_request_without_gpu_runtime_is_a_clear_error(engine: Any, project: Path, home: Path) -> None:
+    # Given a target asking for GPUs on an engine without the NVIDIA runtime (this test engine)
+    require("nvidia" not in str(engine.info().get("Runtimes", {})), "an engine without GPU runtime")
+    session = docker_project(project, nvidia_docker=True)
+    # When a run is submitted
+    run = session.submit(cell="print(1)", run_configuration="box").wait(timeout=120, raise_on_failure=False)
+    # Then it fails with what to do, and no container is left
+    assert run.status is RunStatus.FAILED
+    assert "nvidiaDocker" in (run.record.error or "") and "NVIDIA Container Toolkit" in (
         run.record.error or ""
     )
+    assert run_containers(engine, run.id) == []
 
 
-def test_pyspark_framework_runs_through_spark_submit(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
-    require(_has_image(engine, PYSPARK_IMAGE), f"the test image {PYSPARK_IMAGE}")
+def test_native_shared_directory_persists_across_runs(
+    engine: Any, project: Path, home: Path, tmp_path: Path
+) -> None:
+    # Given a target with a native shared directory
+    share = tmp_path / "share"
+    session = docker_project(project, native_shared_directory=str(share))
+    cell = (
+        "import os\nd = os.environ['AZUREML_NATIVE_SHARE_DIRECTORY']\n"
+        "p = os.path.join(d, 'count.txt')\n"
+        "n = int(open(p).read()) + 1 if os.path.exists(p) else 1\n"
+        "open(p, 'w').write(str(n))\nprint('count', n, d)\n"
+    )
+    # When two runs each count up in it
+    first = session.submit(cell=cell, run_configuration="box").wait()
+    second = session.submit(cell=cell, run_configuration="box").wait()
+    # Then the second saw what the first wrote, in the host folder for this project
+    assert "count 1 /azureml-share/" in first.logs() and "count 2 /azureml-share/" in second.logs()
+    assert (share / session.project.name / "count.txt").read_text() == "2"
+
+
+def test_shared_volumes_mount_the_project_and_keep_container_keeps_it(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given a target that bind-mounts the project and keeps containers for debugging
+    session = docker_project(project, shared_volumes=True, keep_container=True)
+    (project / "live.txt").write_text("from the project folder\n")
+    # When a run reads a project file and writes an output
+    run = session.submit(
+        cell="import os\nprint(open('live.txt').read().strip())\n"
+        "os.makedirs('outputs', exist_ok=True)\nopen('outputs/o.txt', 'w').write('x')\n",
+        run_configuration="box",
+    ).wait()
+    # Then it saw the live project, the output landed in the project and was collected
+    assert "from the project folder" in run.logs()
+    assert (project / "outputs" / "o.txt").read_text() == "x" and run.outputs == ["o.txt"]
+    # And the container is still there (keepContainer), until we remove it
+    kept = run_containers(engine, run.id)
+    assert len(kept) == 1
+    kept[0].remove(force=True)
+
+
+def test_image_without_a_shell_gets_the_snapshot_by_put_archive(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given an image with python3 but no /bin/sh (like distroless images)
+    maker = engine.containers.create(BASE_IMAGE, ["rm", "-f", "/usr/bin/sh", "/usr/bin/dash"], user="0")
+    try:
+        maker.start()
+        maker.wait()
+        image = maker.commit(repository="amlexec-test/no-shell", tag=str(os.getpid()))
+    finally:
+        maker.remove(force=True)
+    try:
+        session = docker_project(project, image=image.id)
+        (project / "hi.py").write_text("import sys\nprint('no shell, still ran', sys.argv[1])\n")
+        # When a script runs there
+        run = session.submit(script="hi.py", arguments=["ok"], run_configuration="box").wait()
+        # Then it ran from the copied snapshot
+        assert "no shell, still ran ok" in run.logs()
+        assert run_containers(engine, run.id) == []
+    finally:
+        engine.images.remove(image.id, force=True)
+
+
+def test_pyspark_framework_runs_through_spark_submit(engine: Any, project: Path, home: Path) -> None:
+    # Given an image with Java + pyspark and a PySpark run configuration with spark settings
+    require(has_image(engine, PYSPARK_IMAGE), f"the test image {PYSPARK_IMAGE}")
     session = docker_project(
         project, image=PYSPARK_IMAGE, conda="name: env\ndependencies: []\n", framework="PySpark"
     )
@@ -159,15 +274,19 @@ def test_pyspark_framework_runs_through_spark_submit(engine, project: Path, home
     cell = (
         "from pyspark.sql import SparkSession\n"
         "spark = SparkSession.builder.getOrCreate()\n"
-        "print('partitions', spark.conf.get('spark.sql.shuffle.partitions'))\n"
+        "print('app', spark.sparkContext.appName, 'partitions', spark.conf.get('spark.sql.shuffle.partitions'))\n"
         "print('sum', spark.range(101).groupBy().sum('id').collect()[0][0])\n"
         "spark.stop()\n"
     )
+    # When the cell runs
     run = session.submit(cell=cell, run_configuration="box").wait(timeout=300)
-    assert "sum 5050" in run.logs() and "partitions 3" in run.logs()
+    # Then a real SparkSession computed the result, configured from spark_dependencies.yml
+    assert "sum 5050" in run.logs()
+    assert "app amlexec-test partitions 3" in run.logs()
 
 
-def test_new_process_reattaches_to_a_running_container(engine, project: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_new_process_reattaches_to_a_running_container(engine: Any, project: Path, home: Path) -> None:
+    # Given a kernel process that started a run and then died while the run went on
     docker_project(project)
     kernel = subprocess.Popen(
         [
@@ -191,7 +310,28 @@ def test_new_process_reattaches_to_a_running_container(engine, project: Path, ho
         time.sleep(0.1)
     kernel.send_signal(signal.SIGKILL)
     kernel.wait()
+    assert run_containers(engine, run_id), "the container outlives the kernel"
+    # When a new session re-attaches to it
     run = session.run(run_id).wait(timeout=60)
+    # Then it follows the run to the end: every line once, container removed
     assert run.status is RunStatus.COMPLETED
     assert run.logs().count("first") == 1 and "last" in run.logs()
-    assert _containers_of(engine, run_id) == []
+    assert run_containers(engine, run_id) == []
+
+
+def test_executor_handle_round_trips_through_to_dict(engine: Any, project: Path, home: Path) -> None:
+    # Given a finished run's handle description, as stored in the history
+    session = docker_project(project, keep_container=True)
+    run = session.submit(cell="print('kept output')", run_configuration="box").wait()
+    handle = dict(run.record.handle or {})
+    assert handle["type"] == "docker" and handle["workdir"] == "/azureml-run" and handle["image"]
+    # When another executor re-attaches from it
+    executor = DockerExecutor(session.project.target("box"), home)
+    again = executor.attach(handle)
+    # Then it sees the same container: its status, exit code and log
+    state = again.wait(5)
+    assert state.status is RunStatus.COMPLETED and state.exit_code == 0
+    assert b"kept output" in again.logs(0).data
+    again_keep = executor.attach({**handle, "keep_container": False})
+    again_keep.cleanup()
+    assert run_containers(engine, run.id) == []

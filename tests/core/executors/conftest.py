@@ -1,0 +1,65 @@
+"""Fixtures for executor tests: the real Docker engine that scripts/test.sh starts, and leak checks.
+
+Under CI a missing engine or test image fails the test (tests.conftest.require); elsewhere it skips.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jupyter_amlexec.core.executors.docker_build import BUILD_NAME_PREFIX
+from tests.conftest import require
+
+BASE_IMAGE = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")
+PYSPARK_IMAGE = os.environ.get("AMLEXEC_TEST_PYSPARK_IMAGE", "amlexec-test/pyspark:3.11")
+NETWORK = os.environ.get("AMLEXEC_TEST_NETWORK_MODE", "host")
+
+
+def has_image(client: Any, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except Exception:  # noqa: BLE001 - not found, or any engine error: not usable
+        return False
+
+
+def run_containers(client: Any, run_id: str | None = None) -> list[Any]:
+    """Containers of our runs (all of them, or one run's), found by their labels."""
+    label = f"amlexec.run_id={run_id}" if run_id else "amlexec.run_id"
+    return list(client.containers.list(all=True, filters={"label": label}))
+
+
+def build_containers(client: Any) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"name": BUILD_NAME_PREFIX}))
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """A docker-py client on the engine; fails under CI when there is none."""
+    client = None
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means no engine
+        require(False, f"a Docker engine ({exc})")
+    require(has_image(client, BASE_IMAGE), f"the test image {BASE_IMAGE}")
+    return client
+
+
+@pytest.fixture
+def engine(docker_client: Any) -> Iterator[Any]:
+    """The engine, checked after the test: no run or build container of ours is left behind."""
+    before = {c.id for c in run_containers(docker_client)} | {c.id for c in build_containers(docker_client)}
+    yield docker_client
+    leaked = [
+        c for c in run_containers(docker_client) + build_containers(docker_client) if c.id not in before
+    ]
+    for container in leaked:
+        container.remove(force=True)
+    assert not leaked, f"containers left behind: {[(c.name, c.labels) for c in leaked]}"
