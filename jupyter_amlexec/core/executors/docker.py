@@ -399,9 +399,6 @@ class DockerRunHandle:
         self._cancel_file = private_dir / "canceled"
         self._stream: threading.Thread | None = None
 
-    def _container(self) -> Any:
-        return self.client.containers.get(self.container_id)
-
     def follow_logs(self) -> None:
         """Copy the container's whole log (from its start) into raw.log, following it live.
 
@@ -416,7 +413,9 @@ class DockerRunHandle:
 
     def _copy_logs(self) -> None:
         try:
-            stream = self._container().logs(stream=True, follow=True, stdout=True, stderr=True)
+            stream = self.client.api.logs(
+                self.container_id, stream=True, follow=True, stdout=True, stderr=True
+            )
             with open(self.raw_log, "ab") as out:
                 for chunk in stream:
                     out.write(chunk)
@@ -427,7 +426,7 @@ class DockerRunHandle:
     def poll(self) -> HandleStatus:
         docker = _docker()
         try:
-            state = self._container().attrs["State"]
+            state = self.client.api.inspect_container(self.container_id)["State"]
         except docker.errors.NotFound:
             if self._cancel_file.exists():
                 return HandleStatus(RunStatus.CANCELED, error="canceled by the user")
@@ -457,7 +456,7 @@ class DockerRunHandle:
 
     def wait(self, timeout: float) -> HandleStatus:
         try:
-            self._container().wait(timeout=max(timeout, 0.05))
+            self.client.api.wait(self.container_id, timeout=max(timeout, 0.05))
         except Exception:  # a read timeout: still running (or gone: poll says which)
             pass
         return self.poll()
@@ -469,11 +468,11 @@ class DockerRunHandle:
         """Stop the container (SIGTERM, SIGKILL after a few seconds); a finished run is left as it is."""
         docker = _docker()
         try:
-            container = self._container()
-            if container.attrs["State"].get("Status") not in LIVE_STATES:
+            state = self.client.api.inspect_container(self.container_id)["State"]
+            if state.get("Status") not in LIVE_STATES:
                 return
             self._cancel_file.write_text("canceled\n")
-            container.stop(timeout=STOP_TIMEOUT_SECONDS)
+            self.client.api.stop(self.container_id, timeout=STOP_TIMEOUT_SECONDS)
         except docker.errors.NotFound:
             pass
 
@@ -481,7 +480,7 @@ class DockerRunHandle:
         """Copy outputs/ out of the container (files over max_file_bytes are skipped and logged)."""
         docker = _docker()
         try:
-            stream, _stat = self._container().get_archive(f"{WORKDIR}/outputs")
+            stream, _stat = self.client.api.get_archive(self.container_id, f"{WORKDIR}/outputs")
         except docker.errors.NotFound:
             return []
         spool = self.private_dir / "outputs.tar"
@@ -522,7 +521,7 @@ class DockerRunHandle:
             log.info("keeping container %s (keepContainer: true)", self.container_id[:12])
             return
         try:
-            self._container().remove(force=True)
+            self.client.api.remove_container(self.container_id, force=True)
         except Exception as exc:
             log.info("container %s already gone: %s", self.container_id[:12], exc)
 
