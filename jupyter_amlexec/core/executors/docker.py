@@ -39,10 +39,16 @@ LIVE_STATES = ("created", "running", "restarting", "paused")
 # (image entrypoint + command) as a child and pass SIGTERM/SIGINT on, so `docker stop` ends the
 # script at once (a PID 1 script would ignore SIGTERM); exits with the child's status.
 BOOTSTRAP = r"""
+run_as=""
+if [ "$1" = --amlexec-user ]; then run_as=$2; shift 2; fi
 if command -v tar >/dev/null 2>&1; then tar -xf - || exit 125
 else python3 -c 'import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode="r|").extractall()' || exit 125
 fi
 command -v "$1" >/dev/null 2>&1 || { echo "amlexec: $1 is not in this image (PATH=$PATH)" >&2; exit 127; }
+if [ -n "$run_as" ]; then
+  chown -R "$run_as" . || exit 125
+  set -- python3 -c "$AMLEXEC_DROP" "$run_as" "$@"
+fi
 "$@" &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM
@@ -53,6 +59,22 @@ while :; do
   kill -0 "$child" 2>/dev/null || exit "$status"
 done
 """
+# For images with a USER: the bootstrap unpacks as root, hands the folder over, then this drops to
+# that user (name or uid, optional :group) and execs the command. Python, as every run image has it.
+DROP_PRIVILEGES = r"""
+import grp, os, pwd, sys
+spec, argv = sys.argv[1], sys.argv[2:]
+name, _, group = spec.partition(":")
+entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+gid = (int(group) if group.isdigit() else grp.getgrnam(group).gr_gid) if group else entry.pw_gid
+os.setgroups(os.getgrouplist(entry.pw_name, gid))
+os.setgid(gid)
+os.setuid(entry.pw_uid)
+os.environ["HOME"] = entry.pw_dir
+os.environ.pop("AMLEXEC_DROP", None)
+os.execvp(argv[0], argv)
+"""
+ROOT_USERS = ("", "root", "0", "root:root", "0:0")
 
 
 def _docker() -> Any:
@@ -167,6 +189,7 @@ class DockerExecutor:
             "base_image": self._base_image(),
             "spark_submit_args": spark_submit_args(env.spark),
             "entrypoint": list((attrs.get("Config") or {}).get("Entrypoint") or []),
+            "user": str((attrs.get("Config") or {}).get("User") or ""),
         }
         if env.is_empty:
             log(f"No packages to install: running in the base image {self._base_image()} as it is.\n")
@@ -256,13 +279,17 @@ class DockerExecutor:
         if prepared is not None and "entrypoint" in prepared.details:
             raw_entrypoint = prepared.details["entrypoint"]
             entrypoint = [str(a) for a in raw_entrypoint] if isinstance(raw_entrypoint, list) else []
+            user = str(prepared.details.get("user") or "")
         else:
-            entrypoint = list((client.images.get(image).attrs.get("Config") or {}).get("Entrypoint") or [])
+            config = client.images.get(image).attrs.get("Config") or {}
+            entrypoint, user = list(config.get("Entrypoint") or []), str(config.get("User") or "")
         kwargs = self._create_kwargs(run)
         private = run.run_dir / "executor"
         private.mkdir(parents=True, exist_ok=True)
         try:
-            container = self._start_with_stdin(client, image, entrypoint, kwargs, self._payload(snapshot))
+            container = self._start_with_stdin(
+                client, image, entrypoint, user, kwargs, self._payload(snapshot)
+            )
         except _NoShell:
             container = self._start_with_put_archive(
                 client, image, kwargs, self._payload(snapshot, WORKDIR.lstrip("/") + "/")
@@ -295,11 +322,21 @@ class DockerExecutor:
         return buffer.getvalue()
 
     def _start_with_stdin(
-        self, client: Any, image: str, entrypoint: list[str], kwargs: Mapping[str, Any], payload: bytes
+        self,
+        client: Any,
+        image: str,
+        entrypoint: list[str],
+        user: str,
+        kwargs: Mapping[str, Any],
+        payload: bytes,
     ) -> Any:
         docker = _docker()
         args = dict(kwargs)
         args["command"] = [*entrypoint, *kwargs["command"]]
+        if user not in ROOT_USERS:  # unpack as root, run as the image's user
+            args["command"] = ["--amlexec-user", user, *args["command"]]
+            args["user"] = "0"
+            args["environment"] = {**kwargs["environment"], "AMLEXEC_DROP": DROP_PRIVILEGES}
         container = client.containers.create(
             image, entrypoint=["/bin/sh", "-c", BOOTSTRAP, "amlexec-bootstrap"], stdin_open=True, **args
         )

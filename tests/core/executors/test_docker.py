@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from jupyter_amlexec.core.api import Session
-from jupyter_amlexec.core.errors import EnvironmentBuildError, RunFailedError
+from jupyter_amlexec.core.errors import EnvironmentBuildError, RunFailedError, TargetUnavailableError
 from jupyter_amlexec.core.executors.docker import DockerExecutor
 from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.project import Project
@@ -260,6 +260,60 @@ def test_image_without_a_shell_gets_the_snapshot_by_put_archive(
         assert run_containers(engine, run.id) == []
     finally:
         engine.images.remove(image.id, force=True)
+
+
+def test_image_with_a_non_root_user_runs_as_that_user(engine: Any, project: Path, home: Path) -> None:
+    # Given an image whose USER is nobody
+    maker = engine.containers.create(BASE_IMAGE, ["true"])
+    try:
+        image = maker.commit(
+            repository="amlexec-test/non-root", tag=str(os.getpid()), changes=["USER nobody"]
+        )
+    finally:
+        maker.remove(force=True)
+    try:
+        session = docker_project(project, image=image.id)
+        cell = (
+            "import os\nprint('uid', os.getuid(), 'home', os.environ['HOME'])\n"
+            "os.makedirs('outputs', exist_ok=True)\nopen('outputs/mine.txt', 'w').write('ok')\n"
+        )
+        # When a cell writes an output there
+        run = session.submit(cell=cell, run_configuration="box").wait()
+        # Then it ran as nobody, in a working folder it owns, and its output came back
+        assert "uid 65534 home /nonexistent" in run.logs()
+        assert run.outputs == ["mine.txt"]
+    finally:
+        engine.images.remove(image.id, force=True)
+
+
+def test_engine_that_does_not_answer_is_a_clear_error(
+    project: Path, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given DOCKER_HOST pointing at a socket where no engine listens
+    session = docker_project(project)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    executor = DockerExecutor(session.project.target("box"), home)
+    # When the target is checked, then the error names the address and what to do
+    with pytest.raises(TargetUnavailableError, match="nothing.sock.*DOCKER_HOST"):
+        executor.check()
+
+
+def test_missing_docker_py_says_how_to_install_it(project: Path, home: Path) -> None:
+    # Given a Python where docker-py cannot be imported
+    docker_project(project)
+    code = (
+        "import sys\nsys.modules['docker'] = None\n"
+        "from pathlib import Path\nfrom jupyter_amlexec.core.project import Project\n"
+        "from jupyter_amlexec.core.executors.docker import DockerExecutor\n"
+        "DockerExecutor(Project(Path(sys.argv[1])).target('box'), Path(sys.argv[2])).check()\n"
+    )
+    # When the docker target is checked there
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(project), str(home)], capture_output=True, text=True, timeout=60
+    )
+    # Then it fails with the install command
+    assert done.returncode != 0
+    assert "TargetUnavailableError" in done.stderr and "pip install 'jupyter_amlexec[docker]'" in done.stderr
 
 
 def test_pyspark_framework_runs_through_spark_submit(engine: Any, project: Path, home: Path) -> None:
