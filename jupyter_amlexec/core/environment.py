@@ -1,39 +1,54 @@
 """From a run configuration's dependency files to an EnvironmentSpec (whose hash names the image).
 
 conda_dependencies.yml is the spec. Where no conda exists in the target image, the python version +
-the `pip:` section are realised in a venv; `conda_only_packages` names what that cannot install.
+the `pip:` section are realised in a venv; `pip_only_supported` names what that cannot install.
+spark_dependencies.yml counts only for Framework: PySpark, and becomes spark-submit options.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 from .models import EnvironmentSpec
 from .project import Project, RunConfiguration
 
-_PYTHON_SPEC = re.compile(r"^python\s*(?:==|=|>=|~=)?\s*(\d+)(?:\.(\d+))?")
+# `python=3.11`, `python==3.11.4`, `python>=3.8`, `python 3.9.*`, `python~=3.10` (conda or pip style)
+_PYTHON_SPEC = re.compile(r"^python\s*(?:==|=|>=|~=|\s)\s*(\d+)(?:\.(\d+))?")
+_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
 _NOT_PACKAGES = ("python", "pip")
 
 
 def load_environment(project: Project, rc: RunConfiguration) -> EnvironmentSpec:
-    conda = project.read_dependencies(
-        rc.conda_dependencies_file, key="CondaDependenciesFile", runconfig=rc.name
-    )
-    spark = None
-    if rc.framework == "PySpark":
-        spark = project.read_dependencies(
-            rc.spark_dependencies_file, key="SparkDependenciesFile", runconfig=rc.name
-        )
+    """The environment `rc` asks for: its conda file, plus its spark file when Framework is PySpark.
+
+    A file the runconfig points at that does not exist -> ConfigError naming it and the key.
+    """
+    conda = project.conda_dependencies(rc)
+    spark = project.spark_dependencies(rc) if rc.framework == "PySpark" else None
     return environment_from(
         conda,
         spark,
         conda_file=rc.conda_dependencies_file,
-        spark_file=rc.spark_dependencies_file,
+        spark_file=rc.spark_dependencies_file if rc.framework == "PySpark" else None,
         root=project.root,
     )
+
+
+def package_name(spec: str) -> str:
+    """`conda-forge::numpy>=1.2` -> `numpy` (lower case), for comparisons."""
+    match = _NAME.match(spec.strip())
+    return match.group(1).lower() if match else spec.strip().lower()
+
+
+def _normalised_spec(spec: str) -> str:
+    """Whitespace is not meaning: `numpy  = 1.2` and `numpy=1.2` are one spec (a lone space is
+    conda's version separator, `numpy 1.2`, and stays)."""
+    text = re.sub(r"\s*(==|>=|<=|!=|~=|=|<|>|,)\s*", r"\1", spec.strip())
+    return re.sub(r"\s+", " ", text)
 
 
 def environment_from(
@@ -42,8 +57,9 @@ def environment_from(
     *,
     conda_file: str | None = None,
     spark_file: str | None = None,
-    root: Any = None,
+    root: Path | None = None,
 ) -> EnvironmentSpec:
+    """An EnvironmentSpec from parsed dependency files (None: that file is not used)."""
     python_version: str | None = None
     conda_packages: list[str] = []
     pip_packages: list[str] = []
@@ -53,79 +69,131 @@ def environment_from(
         deps = conda.get("dependencies") or []
         if not isinstance(deps, list):
             raise ConfigError(
-                "`dependencies` must be a list of package specs.", file=where, key="dependencies"
+                f"bad value {deps!r}; allowed: a list of package specs (python=3.11, numpy, - pip: [...]).",
+                file=where,
+                key="dependencies",
             )
         for dep in deps:
             if isinstance(dep, dict) and "pip" in dep:
                 pip = dep.get("pip") or []
                 if not isinstance(pip, list):
                     raise ConfigError(
-                        "the `pip:` entry must hold a list of pip requirements.", file=where, key="pip"
+                        f"bad value {pip!r}; allowed: a list of pip requirements.", file=where, key="pip"
                     )
-                pip_packages.extend(str(p).strip() for p in pip if p is not None)
-            elif isinstance(dep, (str, int, float)):
-                spec = str(dep).strip()
+                pip_packages.extend(_normalised_spec(str(p)) for p in pip if p is not None)
+            elif isinstance(dep, (str, int, float)) and not isinstance(dep, bool):
+                spec = _normalised_spec(str(dep))
+                name = package_name(spec)
                 match = _PYTHON_SPEC.match(spec)
-                if match and spec.split("=")[0].split(">")[0].strip() == "python":
-                    python_version = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
-                elif spec.split("=")[0].strip() != "pip":
+                if name == "python":
+                    if match:
+                        python_version = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+                elif name != "pip":
                     conda_packages.append(spec)
-            else:
-                raise ConfigError(f"cannot read the dependency {dep!r}.", file=where, key="dependencies")
+            elif dep is not None:
+                raise ConfigError(
+                    f"bad dependency {dep!r}; allowed: a conda spec such as numpy=1.26, or `- pip:` with a list.",
+                    file=where,
+                    key="dependencies",
+                )
         raw_channels = conda.get("channels") or []
-        channels = [str(c) for c in raw_channels] if isinstance(raw_channels, list) else []
-    spark_doc = _normalised_spark(spark) if spark is not None else None
+        if not isinstance(raw_channels, list):
+            raise ConfigError(
+                f"bad value {raw_channels!r}; allowed: a list of channel names.", file=where, key="channels"
+            )
+        channels = [str(c).strip() for c in raw_channels if c is not None]
+    spark_doc = None
+    if spark is not None:
+        spark_where = root / spark_file if root is not None and spark_file else None
+        spark_doc = normalised_spark(spark, path=spark_where)
     return EnvironmentSpec(
         conda=dict(conda) if conda else None,
         spark=spark_doc,
         conda_file=conda_file,
         spark_file=spark_file,
         python_version=python_version,
-        conda_packages=tuple(conda_packages),
+        conda_packages=tuple(sorted(dict.fromkeys(conda_packages))),
         pip_packages=tuple(pip_packages),
         channels=tuple(channels),
     )
 
 
-def conda_only_packages(spec: EnvironmentSpec) -> list[str]:
-    """Packages that only conda can install (every conda spec but python and pip)."""
-    return [p for p in spec.conda_packages if re.split(r"[=<>~ ]", p, maxsplit=1)[0] not in _NOT_PACKAGES]
+def pip_only_supported(spec: EnvironmentSpec) -> list[str]:
+    """The conda packages a venv + pip cannot provide (every conda spec but python and pip): what a
+    target without conda must refuse, naming them."""
+    return [p for p in spec.conda_packages if package_name(p) not in _NOT_PACKAGES]
 
 
-def _normalised_spark(spark: Mapping[str, Any]) -> dict[str, Any]:
+conda_only_packages = pip_only_supported  # the name the docker builder uses
+
+
+def _spark_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # Spark reads lower-case booleans
+    return str(value)
+
+
+def normalised_spark(spark: Mapping[str, Any], *, path: Path | None = None) -> dict[str, Any]:
+    """spark_dependencies.yml -> {configuration: {k: str}, packages: ["g:a:v"], repositories: [url]}."""
     configuration = spark.get("configuration") or {}
     packages = spark.get("packages") or []
     repositories = spark.get("repositories") or []
-    if not isinstance(configuration, dict):
-        raise ConfigError("`configuration` must map Spark properties to values.", key="configuration")
+    if not isinstance(configuration, Mapping):
+        raise ConfigError(
+            f"bad value {configuration!r}; allowed: a mapping of Spark property: value.",
+            file=path,
+            key="configuration",
+        )
+    if not isinstance(packages, list):
+        raise ConfigError(
+            f"bad value {packages!r}; allowed: a list of {{group, artifact, version}}.",
+            file=path,
+            key="packages",
+        )
+    if not isinstance(repositories, list):
+        raise ConfigError(
+            f"bad value {repositories!r}; allowed: a list of Maven repository URLs.",
+            file=path,
+            key="repositories",
+        )
     coords = []
     for p in packages:
-        if isinstance(p, dict):
-            try:
-                coords.append(f"{p['group']}:{p['artifact']}:{p['version']}")
-            except KeyError as missing:
+        if isinstance(p, Mapping):
+            missing = [k for k in ("group", "artifact", "version") if p.get(k) is None]
+            if missing:
                 raise ConfigError(
-                    f"a package needs group, artifact and version; {missing} is missing in {p!r}.",
+                    f"bad package {dict(p)!r}: {', '.join(missing)} missing; allowed: group, artifact "
+                    f"and version.",
+                    file=path,
                     key="packages",
-                ) from None
+                )
+            coords.append(f"{p['group']}:{p['artifact']}:{p['version']}")
+        elif isinstance(p, str) and len(p.split(":")) == 3 and all(p.split(":")):
+            coords.append(p.strip())
         else:
-            coords.append(str(p))
+            raise ConfigError(
+                f"bad package {p!r}; allowed: {{group, artifact, version}} or 'group:artifact:version'.",
+                file=path,
+                key="packages",
+            )
     return {
-        "configuration": {str(k): str(v) for k, v in configuration.items()},
+        "configuration": {str(k): _spark_value(v) for k, v in configuration.items() if v is not None},
         "packages": coords,
-        "repositories": [str(r) for r in repositories],
+        "repositories": [str(r).strip() for r in repositories if r is not None],
     }
 
 
-def spark_submit_args(spark: Mapping[str, Any] | None) -> list[str]:
-    """spark-submit options for a normalised spark spec: --conf k=v, --packages, --repositories."""
-    if not spark:
+def spark_submit_args(spark: Mapping[str, Any] | EnvironmentSpec | None) -> list[str]:
+    """spark-submit options for a normalised spark spec (or an EnvironmentSpec): `--conf k=v` for each
+    property, then `--packages g:a:v,...` and `--repositories url,...`."""
+    doc: Mapping[str, Any] | None = spark.spark if isinstance(spark, EnvironmentSpec) else spark
+    if not doc:
         return []
     args: list[str] = []
-    for key, value in sorted(dict(spark.get("configuration") or {}).items()):
+    for key, value in sorted(dict(doc.get("configuration") or {}).items()):
         args += ["--conf", f"{key}={value}"]
-    if spark.get("packages"):
-        args += ["--packages", ",".join(spark["packages"])]
-    if spark.get("repositories"):
-        args += ["--repositories", ",".join(spark["repositories"])]
+    if doc.get("packages"):
+        args += ["--packages", ",".join(str(p) for p in doc["packages"])]
+    if doc.get("repositories"):
+        args += ["--repositories", ",".join(str(r) for r in doc["repositories"])]
     return args

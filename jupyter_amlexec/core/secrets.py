@@ -7,12 +7,15 @@ a run is recorded.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .errors import SecretError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .project import ComputeTarget
@@ -33,19 +36,29 @@ def redact_environment(env: Mapping[str, str]) -> dict[str, str]:
 def resolve_password(target: ComputeTarget) -> str | None:
     """The target's password from where its config says it lives; None when it uses none."""
     legacy = target.workbench_secret
+    if legacy is not None and (target.password_env or target.password_keyring):
+        log.warning(
+            "target %s: ignoring its Workbench `password:` line (passwordEnv/passwordKeyring is set); "
+            "remove that line from aml_config/%s.compute",
+            target.name,
+            target.name,
+        )
     if legacy is not None and not (target.password_env or target.password_keyring):
-        if legacy.startswith("AzureMlSecret="):
+        where = f"aml_config/{target.name}.compute"
+        if legacy.strip().lower().startswith("azuremlsecret="):
             raise SecretError(
-                f"Target '{target.name}' has `password: {legacy}`: a key into Azure ML Workbench's cloud "
-                f"credential service, which cannot be resolved outside Azure. Use an SSH key "
-                f"(privateKeyFile: ~/.ssh/id_ed25519, or ssh-agent), or name an environment variable that "
-                f"holds the password (passwordEnv: MY_VAR), then remove the password line.",
+                f"Target '{target.name}' ({where}) has `password: {legacy.strip()}`. That is not a "
+                f"password but a key into Azure ML Workbench's cloud credential service, which cannot "
+                f"be resolved outside Azure. Replace the password line with one of: `passwordEnv: VAR` "
+                f"(an environment variable holding the password), `passwordKeyring: service/user` (a "
+                f"keyring entry), or `privateKeyFile: ~/.ssh/id_ed25519` (an SSH key, or use ssh-agent).",
                 key="password",
             )
         raise SecretError(
-            f"Target '{target.name}' holds a plain-text password in its .compute file. Move it into an "
-            f"environment variable and write `passwordEnv: VAR_NAME` instead (or use an SSH key), then "
-            f"remove the password line: aml_config/ is often committed and shared.",
+            f"Target '{target.name}' ({where}) holds a plain-text password. Move it into an environment "
+            f"variable and write `passwordEnv: VAR` instead (or `passwordKeyring: service/user`, or an "
+            f"SSH key with `privateKeyFile:`), then remove the password line: aml_config/ is often "
+            f"committed and shared.",
             key="password",
         )
     if target.password_env:
@@ -69,7 +82,15 @@ def resolve_password(target: ComputeTarget) -> str | None:
                 f"pip install keyring.",
                 key="passwordKeyring",
             ) from None
-        value = keyring.get_password(service, user or (target.username or ""))
+        try:
+            value = keyring.get_password(service, user or (target.username or ""))
+        except Exception as exc:  # noqa: BLE001 - every keyring backend failure means the same to the user
+            raise SecretError(
+                f"Target '{target.name}': the keyring could not be read for entry "
+                f"'{target.password_keyring}' ({type(exc).__name__}: {exc}). Unlock or configure the "
+                f"keyring, or use passwordEnv: VAR instead.",
+                key="passwordKeyring",
+            ) from exc
         if value is None:
             raise SecretError(
                 f"No keyring entry '{target.password_keyring}' for target '{target.name}'. Store it with "
