@@ -84,7 +84,7 @@ def environment_from(
             elif isinstance(dep, (str, int, float)) and not isinstance(dep, bool):
                 spec = _normalised_spec(str(dep))
                 name = package_name(spec)
-                match = _PYTHON_SPEC.match(spec)
+                match = _PYTHON_SPEC.match(spec.split("::", 1)[-1])
                 if name == "python":
                     if match:
                         python_version = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
