@@ -99,7 +99,7 @@ def _as_positive_float(value: object, err: ErrorFactory, allowed: str = "a posit
             number = None
     if number is None or not number > 0 or number != number or number == float("inf"):
         raise err(f"bad value {value!r}; allowed: {allowed}.")
-    return number
+    return int(number) if number.is_integer() else number  # `cpus: 2` is written back as 2
 
 
 def _as_cpus(value: object, err: ErrorFactory) -> float:
@@ -707,7 +707,8 @@ RUNCONFIG_TEMPLATE = """\
 # Program + arguments when none are given; $file is the script you submit.
 ArgumentVector:
   - "$file"
-Target: "{target}"                  # the .compute file (without extension) this runs on
+# Target: the .compute file (without extension) this runs on.
+Target: "{target}"
 EnvironmentVariables:
   # "EXAMPLE_ENV_VAR": "Example Value"
 Framework: "Python"                 # "Python" or "PySpark"

@@ -687,6 +687,7 @@ def test_attach_defaults_per_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "corp/py:3.11",
     )
     assert (docker.cpus, docker.volumes, docker_rc.framework) == (2.0, ("/d:/d",), "Python")
+    assert "cpus: 2\n" in (project.config_dir / "box.compute").read_text()  # as the user wrote it
     vm, _ = project.attach_target(
         "vm", "remote", address="10.0.0.4", username="bob", python_location="python3"
     )
