@@ -20,7 +20,7 @@ import tarfile
 from collections.abc import Mapping
 from typing import Any
 
-from ..environment import conda_only_packages
+from ..environment import pip_only_supported
 from ..errors import EnvironmentBuildError
 from ..models import EnvironmentSpec
 from .base import ControlLog
@@ -127,7 +127,7 @@ def recipe_files(env: EnvironmentSpec, *, forward_pip_config: bool) -> dict[str,
     """The build directory's files: parameters, requirements, conda file, host pip settings."""
     args = {
         "WANT_PYTHON": env.python_version or "",
-        "CONDA_ONLY": " ".join(conda_only_packages(env)),
+        "CONDA_ONLY": " ".join(pip_only_supported(env)),
         "PREFIX": ENV_PREFIX,
         "MARKER": BASE_PYTHON_MARKER,
     }
@@ -184,7 +184,7 @@ def build_environment_image(
         code = int(container.wait().get("StatusCode", 1))
         tail = lines.last()
         if code == EXIT_CONDA_ONLY:
-            names = ", ".join(conda_only_packages(env))
+            names = ", ".join(pip_only_supported(env))
             raise EnvironmentBuildError(
                 f"{conda_file} asks for conda packages ({names}) but the base image {base_name} "
                 f"(baseDockerImage in aml_config/{target_name}.compute) has no conda, mamba or micromamba. "
