@@ -1,7 +1,8 @@
 """Content-addressed snapshots of a project folder: what exactly a run ran.
 
-Every file is stored once as a blob named by its sha256; a snapshot is a manifest of (path, blob,
-size, mode) whose own hash is the snapshot id, so two identical trees give one id. A per-project
+Every file is stored once as a blob named by its sha256 (blobstore.py: packed when small); a
+snapshot is a manifest of (path, blob, size, mode) whose own hash is the snapshot id, so two
+identical trees give one id. A per-project
 stat cache (size, mtime_ns, inode -> blob) means an unchanged file is neither re-read nor re-hashed.
 """
 
@@ -15,15 +16,14 @@ import os
 import stat
 import tarfile
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pathspec
 
+from .blobstore import BlobStore
 from .errors import SnapshotError
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ _PATTERN_STYLE = (
 )
 
 
-@dataclass(frozen=True)
-class SnapshotEntry:
+class SnapshotEntry(NamedTuple):
+    """One file of a snapshot (a tuple: ten thousand of them are made per first snapshot)."""
+
     path: str
     blob: str
     size: int
@@ -64,33 +65,49 @@ class Snapshot:
     def read(self, path: str) -> bytes:
         for entry in self.entries:
             if entry.path == path:
-                return self.store.blob_path(entry.blob).read_bytes()
+                return self.store.blobs.read(entry.blob)
         raise SnapshotError(f"No file '{path}' in snapshot {self.id}.")
 
     def materialize(self, dest: Path) -> None:
         """Write every file into `dest` (copies: a run may modify its files freely)."""
         dest.mkdir(parents=True, exist_ok=True)
         made: set[Path] = set()
-        for entry in self.entries:
-            target = dest / entry.path
-            parent = target.parent
-            if parent not in made:
-                parent.mkdir(parents=True, exist_ok=True)
-                made.add(parent)
-            with open(self.store.blob_path(entry.blob), "rb") as src, open(target, "wb") as out:
-                if entry.size:
-                    os.sendfile(out.fileno(), src.fileno(), 0, entry.size)
-            os.chmod(target, entry.mode)
+        where = self.store.blobs.locate(e.blob for e in self.entries)
+        with _OpenFiles() as sources:
+            for entry in self.entries:
+                target = dest / entry.path
+                parent = target.parent
+                if parent not in made:
+                    parent.mkdir(parents=True, exist_ok=True)
+                    made.add(parent)
+                blob = where[entry.blob]
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    offset, left = blob.offset, entry.size
+                    while left > 0:
+                        sent = os.sendfile(fd, sources.fd(blob.path), offset, left)
+                        if sent == 0:
+                            raise SnapshotError(f"Blob {entry.blob} in {blob.path} is shorter than recorded.")
+                        offset, left = offset + sent, left - sent
+                finally:
+                    os.close(fd)
+                os.chmod(target, entry.mode)
 
     def write_tar(self, fileobj: BinaryIO, prefix: str = "") -> None:
         """An uncompressed tar of the entries (for Docker's put_archive)."""
-        with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        where = self.store.blobs.locate(e.blob for e in self.entries)
+        with (
+            _OpenFiles() as sources,
+            tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             for entry in self.entries:
                 info = tarfile.TarInfo(name=f"{prefix}{entry.path}")
                 info.size = entry.size
                 info.mode = entry.mode
-                with open(self.store.blob_path(entry.blob), "rb") as src:
-                    tar.addfile(info, src)
+                blob = where[entry.blob]
+                src = sources.file(blob.path)
+                src.seek(blob.offset)
+                tar.addfile(info, src)
 
     def tar_bytes(self, prefix: str = "") -> bytes:
         buffer = io.BytesIO()
@@ -99,17 +116,14 @@ class Snapshot:
 
 
 class SnapshotStore:
-    """Blobs, manifests and stat caches under one home folder."""
+    """Manifests and stat caches under one home folder, file contents in its BlobStore."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
-        self.blobs = self.home / "blobs"
+        self.blobs = BlobStore(self.home)
         self.manifests = self.home / "snapshots"
         self.statcache = self.home / "statcache"
         self.cache_hits = 0  # files whose blob came from the stat cache in the last take()
-
-    def blob_path(self, digest: str) -> Path:
-        return self.blobs / digest[:2] / digest
 
     # --- taking -------------------------------------------------------------------------------
 
@@ -137,7 +151,7 @@ class SnapshotStore:
         cache = _load_json(cache_file)
         new_cache: dict[str, list[object]] = {}
         entries: list[SnapshotEntry] = []
-        to_hash: list[tuple[str, os.stat_result]] = []
+        to_store: list[tuple[str, os.stat_result]] = []
         self.cache_hits = 0
         for rel, st in files:
             key = [st.st_size, st.st_mtime_ns, st.st_ino]
@@ -147,21 +161,17 @@ class SnapshotStore:
                 new_cache[rel] = hit
                 self.cache_hits += 1
             else:
-                to_hash.append((rel, st))
-        if to_hash:
-            self._ensure_dirs()
-            if len(to_hash) < 64:
-                digests = [self._store_file(root / rel) for rel, _st in to_hash]
-            else:  # hashlib and file I/O release the GIL: overlap them across cores
-                with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-                    digests = list(pool.map(lambda f: self._store_file(root / f[0]), to_hash, chunksize=64))
-            for (rel, st), digest in zip(to_hash, digests):
-                entries.append(SnapshotEntry(rel, digest, st.st_size, stat.S_IMODE(st.st_mode)))
-                new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
-        for rel, content in extra.items():
-            self._ensure_dirs()
-            entries.append(SnapshotEntry(rel, self._store_bytes(content), len(content), 0o644))
-        entries.sort(key=lambda e: e.path)
+                to_store.append((rel, st))
+        if to_store or extra:
+            with self.blobs.writer() as writer:
+                stored = writer.add_files([(f"{root}/{rel}", st.st_size) for rel, st in to_store])
+                for rel, content in extra.items():
+                    entries.append(SnapshotEntry(rel, writer.add_bytes(content), len(content), 0o644))
+            for (rel, st), (digest, size) in zip(to_store, stored):
+                entries.append(SnapshotEntry(rel, digest, size, stat.S_IMODE(st.st_mode)))
+                if size == st.st_size:  # a file that changed while read is read again next time
+                    new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
+        entries.sort()  # by path: paths are unique
         if entry_script is not None and not any(e.path == entry_script for e in entries):
             raise SnapshotError(
                 f"The entry script '{entry_script}' is not in the snapshot of {root} "
@@ -171,61 +181,15 @@ class SnapshotStore:
             _write_json_atomic(cache_file, new_cache)
         return self._save(tuple(entries), entry_script)
 
-    def _ensure_dirs(self) -> None:
-        if not (self.blobs / "ff").is_dir():
-            for d in (self.manifests, self.statcache):
-                d.mkdir(parents=True, exist_ok=True)
-            for i in range(256):  # every blob folder up front: no mkdir on the hot path
-                (self.blobs / f"{i:02x}").mkdir(parents=True, exist_ok=True)
-
-    def _store_file(self, path: Path) -> str:
-        """Hash a file and store its blob; a small file is read once, a large one hashed while copied."""
-        blobs = str(self.blobs)
-        try:
-            with open(path, "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                if size <= _SMALL_FILE:
-                    data = f.read()
-                    digest = hashlib.sha256(data).hexdigest()
-                    target = f"{blobs}/{digest[:2]}/{digest}"
-                    if not os.path.exists(target):
-                        _write_bytes_atomic(target, data)
-                    return digest
-                tmp = f"{blobs}/.incoming-{os.getpid()}-{threading.get_ident()}"
-                h = hashlib.sha256()
-                with open(tmp, "wb") as out:
-                    while chunk := f.read(_CHUNK):
-                        h.update(chunk)
-                        out.write(chunk)
-                digest = h.hexdigest()
-                target = f"{blobs}/{digest[:2]}/{digest}"
-                if os.path.exists(target):
-                    os.unlink(tmp)
-                else:
-                    os.replace(tmp, target)
-                return digest
-        except OSError as exc:
-            raise SnapshotError(
-                f"Cannot read {path} for the snapshot: {exc.strerror}. Fix its permissions or list it in .amlignore."
-            ) from exc
-
-    def _store_bytes(self, content: bytes) -> str:
-        digest = hashlib.sha256(content).hexdigest()
-        target = self.blob_path(digest)
-        if not target.exists():
-            _write_stream_atomic(target, io.BytesIO(content))
-        return digest
-
     def _save(self, entries: tuple[SnapshotEntry, ...], entry_script: str | None) -> Snapshot:
         doc = {
             "entry_script": entry_script,
-            "entries": [[e.path, e.blob, e.size, e.mode] for e in entries],
+            "entries": entries,  # tuples: JSON arrays of [path, blob, size, mode]
         }
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
         snapshot_id = hashlib.sha256(canonical).hexdigest()
         path = self.manifests / f"{snapshot_id}.json"
         if not path.exists():
-            self._ensure_dirs()
             _write_stream_atomic(path, io.BytesIO(canonical))
         return Snapshot(snapshot_id, entries, entry_script, self)
 
@@ -286,10 +250,45 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec[Any] | None:
     return None
 
 
-def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(posix relative path, stat) of every file to snapshot. Ignore files apply to their subtree;
-    links to files inside the project are followed, links leaving it are skipped."""
-    yield from _walk_dir(root, str(root), "", [])
+def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
+    """(posix relative path, stat) of every file to snapshot, in no particular order. Ignore files
+    apply to their subtree; links to files inside the project are followed, links leaving it are
+    skipped. A loop over a stack of folders, not recursion: this runs once per folder of a project."""
+    found: list[tuple[str, os.stat_result]] = []
+    folders: list[tuple[str, str, list[tuple[str, pathspec.PathSpec[Any]]]]] = [(str(root), "", [])]
+    while folders:
+        directory, prefix, specs = folders.pop()
+        try:
+            with os.scandir(directory) as it:
+                items = list(it)
+        except OSError as exc:
+            raise SnapshotError(f"Cannot list {directory} for the snapshot: {exc.strerror}.") from exc
+        names = {item.name for item in items}
+        for name in IGNORE_FILES:  # found in the listing: no extra stat per folder
+            if name in names:
+                spec = _ignore_spec(Path(directory))
+                if spec is not None:
+                    specs = [*specs, (prefix, spec)]
+                break
+        for item in items:
+            rel = prefix + item.name
+            if item.is_dir(follow_symlinks=False):
+                if item.name in ALWAYS_SKIPPED_DIRS or (not prefix and item.name in TOP_LEVEL_SKIPPED_DIRS):
+                    continue
+                if not (specs and _ignored(rel, True, specs)):
+                    folders.append((item.path, rel + "/", specs))
+            elif item.is_file(follow_symlinks=False):
+                if not (specs and _ignored(rel, False, specs)):
+                    found.append((rel, item.stat(follow_symlinks=False)))
+            elif item.is_symlink():
+                target = Path(item.path).resolve()
+                if not target.is_file() or root not in target.parents:
+                    log.warning(
+                        "snapshot skips %s: a link to %s, outside the project or not a file", rel, target
+                    )
+                elif not (specs and _ignored(rel, False, specs)):
+                    found.append((rel, target.stat()))
+    return found
 
 
 def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[Any]]]) -> bool:
@@ -300,42 +299,6 @@ def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[An
     return False
 
 
-def _walk_dir(
-    root: Path, directory: str, prefix: str, specs: list[tuple[str, pathspec.PathSpec[Any]]]
-) -> Iterator[tuple[str, os.stat_result]]:
-    try:
-        with os.scandir(directory) as it:
-            items = sorted(it, key=lambda d: d.name)
-    except OSError as exc:
-        raise SnapshotError(f"Cannot list {directory} for the snapshot: {exc.strerror}.") from exc
-    names = {item.name for item in items}
-    for name in IGNORE_FILES:  # found in the listing: no extra stat per folder
-        if name in names:
-            spec = _ignore_spec(Path(directory))
-            if spec is not None:
-                specs = [*specs, (prefix, spec)]
-            break
-    for item in items:
-        rel = prefix + item.name
-        if item.is_dir(follow_symlinks=False):
-            if item.name in ALWAYS_SKIPPED_DIRS or (not prefix and item.name in TOP_LEVEL_SKIPPED_DIRS):
-                continue
-            if specs and _ignored(rel, True, specs):
-                continue
-            yield from _walk_dir(root, item.path, rel + "/", specs)
-        elif item.is_file(follow_symlinks=False):
-            if specs and _ignored(rel, False, specs):
-                continue
-            yield rel, item.stat(follow_symlinks=False)
-        elif item.is_symlink():
-            target = Path(item.path).resolve()
-            if not target.is_file() or root not in target.parents:
-                log.warning("snapshot skips %s: a link to %s, outside the project or not a file", rel, target)
-                continue
-            if not (specs and _ignored(rel, False, specs)):
-                yield rel, target.stat()
-
-
 # --- small file helpers ------------------------------------------------------------------------------
 
 
@@ -344,18 +307,6 @@ def _digest(f: BinaryIO) -> str:
     while chunk := f.read(_CHUNK):
         h.update(chunk)
     return h.hexdigest()
-
-
-def _write_bytes_atomic(target: str, data: bytes) -> None:
-    tmp = f"{target}.{os.getpid()}-{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
 
 
 def _file_digest(path: Path) -> str:
@@ -387,6 +338,29 @@ def _load_json(path: Path) -> dict[str, list[object]]:
 def _write_json_atomic(path: Path, doc: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_stream_atomic(path, io.BytesIO(json.dumps(doc, separators=(",", ":")).encode()))
+
+
+class _OpenFiles:
+    """Blob files opened once per materialize/tar, however many blobs a pack holds."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, BinaryIO] = {}
+
+    def file(self, path: Path) -> BinaryIO:
+        f = self._files.get(path)
+        if f is None:
+            f = self._files[path] = open(path, "rb")  # noqa: SIM115 (closed by __exit__)
+        return f
+
+    def fd(self, path: Path) -> int:
+        return self.file(path).fileno()
+
+    def __enter__(self) -> _OpenFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for f in self._files.values():
+            f.close()
 
 
 def _mb(size: int) -> str:

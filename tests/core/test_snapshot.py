@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from jupyter_amlexec.core.blobstore import PACK_LIMIT
 from jupyter_amlexec.core.errors import SnapshotError
 from jupyter_amlexec.core.snapshot import SnapshotStore
 
@@ -76,11 +80,11 @@ def test_unchanged_files_are_not_reread_and_blobs_stored_once(tmp_path: Path) ->
     second = store.take(root)
     assert store.cache_hits == 20 and second.id == first.id
     # A real edit (new mtime) is noticed, and only its blob is new
-    blobs_before = sum(1 for _ in (tmp_path / "h" / "blobs").rglob("*") if _.is_file())
+    blobs_before = store.blobs.count()
     target.write_text("v = 'changed'\n")
     third = store.take(root)
     assert third.id != first.id and store.cache_hits == 19
-    blobs_after = sum(1 for _ in (tmp_path / "h" / "blobs").rglob("*") if _.is_file())
+    blobs_after = store.blobs.count()
     assert blobs_after == blobs_before + 1
     assert store.diff(first.id, third.id) == [("m3.py", "changed")]
 
@@ -122,3 +126,91 @@ def test_missing_entry_script_and_unknown_snapshot(tmp_path: Path) -> None:
         store.take(root, entry_script="train.py")
     with pytest.raises(SnapshotError, match="No snapshot"):
         store.get("0" * 64)
+
+
+def test_small_files_packed_large_files_loose_and_both_come_back(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    big = os.urandom(PACK_LIMIT + 10)
+    tree(root, {f"src/m{i}.py": f"x = {i}\n" for i in range(50)})
+    (root / "data.bin").write_bytes(big)
+    (root / "empty.txt").write_bytes(b"")
+    store = SnapshotStore(tmp_path / "h")
+    snap = store.take(root)
+    # one pack for the 52 small blobs, one loose file for the large one
+    assert len(list((tmp_path / "h" / "packs").glob("*.pack"))) == 1
+    assert [p.name for p in (tmp_path / "h" / "blobs").rglob("*") if p.is_file()] == [
+        hashlib.sha256(big).hexdigest()
+    ]
+    out = tmp_path / "out"
+    snap.materialize(out)
+    assert (out / "data.bin").read_bytes() == big and (out / "empty.txt").read_bytes() == b""
+    assert [(out / f"src/m{i}.py").read_text() for i in range(50)] == [f"x = {i}\n" for i in range(50)]
+    buffer = io.BytesIO()
+    snap.write_tar(buffer)
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer) as tar:
+        member = tar.extractfile("src/m7.py")
+        assert member is not None and member.read() == b"x = 7\n"
+        member = tar.extractfile("data.bin")
+        assert member is not None and member.read() == big
+    assert snap.read("src/m49.py") == b"x = 49\n"
+
+
+def test_the_same_content_elsewhere_is_not_stored_again(tmp_path: Path) -> None:
+    files = {f"m{i}.py": f"v = {i}\n" for i in range(30)}
+    tree(tmp_path / "a", files)
+    tree(tmp_path / "b", {**files, "new.py": "n = 1\n"})  # another project: its stat cache is empty
+    store = SnapshotStore(tmp_path / "h")
+    store.take(tmp_path / "a")
+    before = store.blobs.count()
+    packs_before = len(list((tmp_path / "h" / "packs").glob("*.pack")))
+    store.take(tmp_path / "b")
+    assert store.blobs.count() == before + 1
+    # a second session wrote a pack holding only the new file
+    packs = sorted((tmp_path / "h" / "packs").glob("*.pack"), key=lambda p: p.stat().st_size)
+    assert len(packs) == packs_before + 1 and packs[0].stat().st_size == len("n = 1\n")
+
+
+def test_an_unreadable_file_fails_the_snapshot_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        # root reads any file: make the read fail another way (a folder where the walk saw a file)
+        root = tmp_path / "p"
+        tree(root, {"a.py": "a\n", "b.py": "b\n"})
+        store = SnapshotStore(tmp_path / "h")
+        files = [(str(root / "a.py"), 2), (str(root / "gone.py"), 1)]
+        with pytest.raises(SnapshotError, match="gone.py"), store.blobs.writer() as writer:
+            writer.add_files(files)
+    else:
+        root = tmp_path / "p"
+        tree(root, {"a.py": "a\n", "secret.py": "s\n"})
+        os.chmod(root / "secret.py", 0)
+        store = SnapshotStore(tmp_path / "h")
+        with pytest.raises(SnapshotError, match="secret.py"):
+            store.take(root)
+    leftovers = [p for p in (tmp_path / "h").rglob("*") if p.is_file() and p.suffix != ".sqlite"]
+    assert leftovers == [] and store.blobs.count() == 0
+
+
+def test_concurrent_snapshots_from_several_processes_all_read_back(tmp_path: Path) -> None:
+    shared = {f"common/c{i}.py": f"c = {i}\n" for i in range(200)}
+    for n in range(4):
+        tree(tmp_path / f"p{n}", {**shared, f"own{n}.py": f"own = {n}\n"})
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom jupyter_amlexec.core.snapshot import SnapshotStore\n"
+        "print(SnapshotStore(Path(sys.argv[1])).take(Path(sys.argv[2])).id)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "h"), str(tmp_path / f"p{n}")], stdout=subprocess.PIPE
+        )
+        for n in range(4)
+    ]
+    ids = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    store = SnapshotStore(tmp_path / "h")
+    for n, snapshot_id in enumerate(ids):
+        out = tmp_path / f"out{n}"
+        store.get(snapshot_id).materialize(out)
+        assert (out / f"own{n}.py").read_text() == f"own = {n}\n"
+        assert (out / "common/c199.py").read_text() == "c = 199\n"
+    assert store.blobs.count() >= 204
