@@ -35,8 +35,7 @@ def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, in
                 f"not valid JSON ({exc.msg}). Fix the syntax of this {what} file.", file=path, line=exc.lineno
             ) from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -58,6 +57,20 @@ def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, in
         for key_node, _value in node.value:
             lines[str(key_node.value)] = key_node.start_mark.line + 1
     return {str(k): v for k, v in data.items()}, lines
+
+
+# libyaml's parser when PyYAML was built with it (its wheels are): ~10x faster on every submit
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for the line of each key) and its value, from one parse."""
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -199,15 +200,9 @@ class LocalRunHandle:
             return None
 
     def wait(self, timeout: float) -> HandleStatus:
-        if self._process is not None:
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            return self.poll()
         deadline = time.monotonic() + timeout
-        while self._alive() and time.monotonic() < deadline:
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        while self._alive() and (left := deadline - time.monotonic()) > 0:
+            _sleep_until_exit(self.pid, left)
         return self.poll()
 
     def logs(self, since: int) -> LogChunk:
@@ -256,6 +251,21 @@ class LocalRunHandle:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _sleep_until_exit(pid: int, timeout: float) -> None:
+    """Return when the process ends or `timeout` passes. A pidfd wakes at the exit itself (Linux 5.3+),
+    for a child and for a run re-attached from another kernel alike; polling would add up to its
+    interval to every run's duration."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # an older kernel, or the process is already gone
+        time.sleep(min(timeout, 0.02))
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
