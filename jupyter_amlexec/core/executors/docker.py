@@ -298,7 +298,7 @@ class DockerExecutor:
             raise _start_error(self.target, exc) from exc
         handle = DockerRunHandle(
             client,
-            container.id,
+            container,
             private,
             image=image,
             docker_host=os.environ.get("DOCKER_HOST"),
@@ -329,7 +329,7 @@ class DockerExecutor:
         user: str,
         kwargs: Mapping[str, Any],
         payload: bytes,
-    ) -> Any:
+    ) -> str:
         docker = _docker()
         args = dict(kwargs)
         args["command"] = [*entrypoint, *kwargs["command"]]
@@ -337,37 +337,37 @@ class DockerExecutor:
             args["command"] = ["--amlexec-user", user, *args["command"]]
             args["user"] = "0"
             args["environment"] = {**kwargs["environment"], "AMLEXEC_DROP": DROP_PRIVILEGES}
-        container = client.containers.create(
-            image, entrypoint=["/bin/sh", "-c", BOOTSTRAP, "amlexec-bootstrap"], stdin_open=True, **args
+        container = _create_container(
+            client, image, args, entrypoint=["/bin/sh", "-c", BOOTSTRAP, "amlexec-bootstrap"], stdin_open=True
         )
         try:
-            sock = container.attach_socket(params={"stdin": 1, "stream": 1})
+            sock = client.api.attach_socket(container, params={"stdin": 1, "stream": 1})
             try:
-                container.start()
+                client.api.start(container)
             except docker.errors.APIError as exc:
                 if "/bin/sh" in str(exc) and "no such file" in str(exc).lower():
                     raise _NoShell() from exc
                 raise
             _send_and_close(sock, payload)
         except BaseException:
-            _remove_quietly(container)
+            _remove_quietly(client, container)
             raise
         return container
 
     def _start_with_put_archive(
         self, client: Any, image: str, kwargs: Mapping[str, Any], payload: bytes
-    ) -> Any:
+    ) -> str:
         docker = _docker()
         log.info("image %s has no /bin/sh: copying the snapshot with put_archive", image)
         try:
-            container = client.containers.create(image, **kwargs)
+            container = _create_container(client, image, kwargs)
         except docker.errors.APIError as exc:
             raise _start_error(self.target, exc) from exc
         try:
-            container.put_archive("/", payload)
-            container.start()
+            client.api.put_archive(container, "/", payload)
+            client.api.start(container)
         except BaseException as exc:
-            _remove_quietly(container)
+            _remove_quietly(client, container)
             if isinstance(exc, docker.errors.APIError):
                 raise _start_error(self.target, exc) from exc
             raise
@@ -406,11 +406,38 @@ def _send_and_close(sock: Any, payload: bytes) -> None:
         sock.close()
 
 
-def _remove_quietly(container: Any) -> None:
+def _create_container(client: Any, image: str, kwargs: Mapping[str, Any], **extra: Any) -> str:
+    """Create a container from the high-level argument names of `_create_kwargs`; its id.
+
+    The low-level call: docker-py's `containers.create` inspects the new container once more, a
+    round trip on every run that nothing here needs."""
+    api = client.api
+    host_config = api.create_host_config(
+        binds=list(kwargs.get("volumes") or []) or None,
+        network_mode=kwargs.get("network_mode"),
+        shm_size=kwargs.get("shm_size"),
+        mem_limit=kwargs.get("mem_limit"),
+        nano_cpus=kwargs.get("nano_cpus"),
+        device_requests=kwargs.get("device_requests"),
+    )
+    created = api.create_container(
+        image,
+        command=kwargs.get("command"),
+        working_dir=kwargs.get("working_dir"),
+        environment=kwargs.get("environment"),
+        labels=kwargs.get("labels"),
+        user=kwargs.get("user"),
+        host_config=host_config,
+        **extra,
+    )
+    return str(created["Id"])
+
+
+def _remove_quietly(client: Any, container_id: str) -> None:
     try:
-        container.remove(force=True)
+        client.api.remove_container(container_id, force=True)
     except Exception as exc:
-        log.warning("could not remove container %s: %s", container.id[:12], exc)
+        log.warning("could not remove container %s: %s", container_id[:12], exc)
 
 
 class DockerRunHandle:
@@ -493,9 +520,14 @@ class DockerRunHandle:
 
     def wait(self, timeout: float) -> HandleStatus:
         try:
-            self.client.api.wait(self.container_id, timeout=max(timeout, 0.05))
+            result = self.client.api.wait(self.container_id, timeout=max(timeout, 0.05))
         except Exception:  # a read timeout: still running (or gone: poll says which)
-            pass
+            return self.poll()
+        if result.get("StatusCode") == 0 and not self._cancel_file.exists():
+            # exited cleanly: nothing to learn from an inspect (OOM kills exit non-zero)
+            if self._stream is not None:
+                self._stream.join(timeout=10)
+            return HandleStatus(RunStatus.COMPLETED, exit_code=0)
         return self.poll()
 
     def logs(self, since: int) -> LogChunk:
