@@ -12,10 +12,14 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .magics import AmlExecMagics
+    from .magics import AmlExecMagics, install_awaiting_submit
 
     ipython.register_magics(AmlExecMagics)
+    install_awaiting_submit(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Nothing to undo beyond what IPython does; runs that are going on keep going."""
+    """Runs that are going on keep going; `%%aml_submit` cells stop awaiting."""
+    from .magics import uninstall_awaiting_submit
+
+    uninstall_awaiting_submit(ipython)

@@ -7,7 +7,9 @@ RunFailedError when the run fails, so notebook runners (nbclient, papermill) sto
 
 from __future__ import annotations
 
+import asyncio
 import queue
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +23,47 @@ from IPython.display import HTML, display
 from .core.errors import AmlExecError, ConfigError, RunFailedError
 
 TARGET_TYPES = ["local", "docker", "localdocker", "remotedocker", "remote", "cluster"]
+AWAIT_POLL_SECONDS = 0.1
+_SUBMIT_CELL = re.compile(r"%%aml_submit(?=\s|$)(.*)$")
+
+
+def install_awaiting_submit(ipython: Any) -> None:
+    """In a kernel, let `%%aml_submit` cells await their run (see aml_submit_async)."""
+    if _ipykernel_dispatches_while_awaiting() and getattr(ipython, "kernel", None) is not None:
+        transforms = ipython.input_transformers_cleanup
+        if _awaiting_submit_cells not in transforms:
+            transforms.append(_awaiting_submit_cells)
+
+
+def uninstall_awaiting_submit(ipython: Any) -> None:
+    transforms = getattr(ipython, "input_transformers_cleanup", [])
+    if _awaiting_submit_cells in transforms:
+        transforms.remove(_awaiting_submit_cells)
+
+
+def _awaiting_submit_cells(lines: list[str]) -> list[str]:
+    """An IPython cleanup transform: a `%%aml_submit ...` cell becomes `await <the async magic>`.
+
+    Left alone: other cells, `%%aml_submit?` (help), and shells with autoawait turned off."""
+    if not lines:
+        return lines
+    match = _SUBMIT_CELL.match(lines[0].rstrip("\r\n"))
+    ip = _ipython()
+    if match is None or lines[0].rstrip().endswith("?") or ip is None or not getattr(ip, "autoawait", False):
+        return lines
+    line, cell = match.group(1).strip(), "".join(lines[1:])
+    return [
+        f"await get_ipython().magics_manager.registry['AmlExecMagics'].aml_submit_async({line!r}, {cell!r})\n"
+    ]
+
+
+def _ipykernel_dispatches_while_awaiting() -> bool:
+    """ipykernel 7 dispatches comm messages while a cell awaits; older ones queue them."""
+    kernel_module = sys.modules.get("ipykernel")  # imported already in a kernel: no import here
+    try:
+        return int(str(getattr(kernel_module, "__version__", "0")).split(".")[0]) >= 7
+    except ValueError:
+        return False
 
 
 def _in_kernel() -> bool:
@@ -238,6 +281,13 @@ class AmlExecMagics(Magics):
         %aml_submit -c local train.py 0.01
         %aml_submit -a -c docker train.py 0.5        # returns at once; run.wait() later
         """
+        run, opts = self._submit(line, cell)
+        if opts.no_wait:
+            return self._submitted(run)
+        return self._follow(run, widget=not opts.no_widget and _in_kernel())
+
+    def _submit(self, line: str, cell: str | None) -> tuple[Any, Any]:
+        """Parse a %aml_submit line (and cell) and submit the run: (Run, options)."""
         from .core.api import parse_env_assignments
 
         opts = parse_argstring(self.aml_submit, line)
@@ -264,18 +314,47 @@ class AmlExecMagics(Magics):
             )
         except ConfigError as exc:
             raise UsageError(str(exc)) from exc
+        return run, opts
+
+    async def aml_submit_async(self, line: str, cell: str) -> Any:
+        """`%%aml_submit` in a kernel: the same, but the cell awaits its run instead of blocking.
+
+        While a cell awaits, ipykernel (>= 7) dispatches widget messages, so the live widget's
+        Cancel and Rerun buttons work during the run; a blocking cell would only see the clicks
+        after it ended. The cell still ends when the run does, and raises if it failed.
+        """
+        run, opts = self._submit(line, cell)
         if opts.no_wait:
-            print(f"RunId: {run.id} submitted; run.wait() to follow it, %aml_run cancel {run.id} to stop it.")
-            return run
-        return self._follow(run, widget=not opts.no_widget and _in_kernel())
+            return self._submitted(run)
+        view = self._widget(run) if not opts.no_widget else None
+        if view is None:
+            return self._follow_text(run)
+        shown = display(view, display_id=True)
+        try:
+            view.start()
+            try:
+                while not run.done:
+                    await asyncio.sleep(AWAIT_POLL_SECONDS)
+            except (asyncio.CancelledError, KeyboardInterrupt):  # the kernel's interrupt
+                self._cancel_on_interrupt(run)
+        finally:
+            view.finish()
+            if shown is not None:
+                shown.update(view)  # the saved notebook's HTML fallback shows the final state
+        return self._result(run)
+
+    @staticmethod
+    def _submitted(run: Any) -> Any:
+        print(f"RunId: {run.id} submitted; run.wait() to follow it, %aml_run cancel {run.id} to stop it.")
+        return run
 
     def _follow(self, run: Any, *, widget: bool) -> Any:
         """Block until the run ends, showing it live; Ctrl-C cancels it."""
         view = self._widget(run) if widget else None
         if view is None:
             return self._follow_text(run)
+        shown = display(view, display_id=True)
         try:
-            display(view)
             view.start()
             try:
                 run.wait(raise_on_failure=False)
@@ -283,6 +362,8 @@ class AmlExecMagics(Magics):
                 self._cancel_on_interrupt(run)
         finally:
             view.finish()
+            if shown is not None:
+                shown.update(view)
         return self._result(run)
 
     def _follow_text(self, run: Any) -> Any:

@@ -175,10 +175,20 @@ class BlobWriter:
         try:
             # workers copy and hash the large files while this thread packs the small ones
             futures = [(i, pool.submit(self._store_large, path)) for i, path in large] if pool else []
-            for i, (path, size) in enumerate(files):
-                if size <= PACK_LIMIT:
-                    data = _read_whole(path, size)
-                    results[i] = (self._add_small(data), len(data))
+            sha256, seen, pending = hashlib.sha256, self._seen, self._pending
+            for i, (path, size) in enumerate(files):  # the hot loop of a first snapshot: kept flat
+                if size > PACK_LIMIT:
+                    continue
+                data = _read_whole(path, size)
+                digest = sha256(data).hexdigest()
+                results[i] = (digest, len(data))
+                if digest not in seen:
+                    seen.add(digest)
+                    pending.append((digest, data))
+                    self._pending_bytes += len(data)
+                    if self._pending_bytes >= _BATCH_BYTES:
+                        self._flush()
+                        pending = self._pending
             self._flush()
             for i, future in futures:
                 results[i] = future.result()
@@ -211,7 +221,7 @@ class BlobWriter:
         if not self._pending:
             return
         stored = self.store.indexed(d for d, _ in self._pending)  # a loose twin from an old store is fine
-        fresh = [(d, data) for d, data in self._pending if d not in stored]
+        fresh = [p for p in self._pending if p[0] not in stored] if stored else self._pending
         self._pending, self._pending_bytes = [], 0
         if not fresh:
             return

@@ -45,7 +45,7 @@ class RunWidget(w.VBox):
             description="Cancel",
             icon="stop",
             button_style="danger",
-            tooltip="Stop the run on its target (while a blocking cell waits, use the kernel's interrupt)",
+            tooltip="Stop the run on its target (the kernel's interrupt does the same)",
         )
         self.rerun_button = w.Button(description="Rerun", icon="redo", tooltip="Run the same snapshot again")
         self.whole_log_button = w.Button(description="Show whole log", icon="align-left")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
@@ -82,3 +84,109 @@ def test_dashboard_lists_runs_with_metric_columns(project: Path, home: Path) -> 
     table, comparison = json.loads(nb.cells[4].outputs[0]["text"])
     assert "<th style='text-align:left'>accuracy</th>" in table and "runs 1–2 of 2" in table
     assert "metric: accuracy" in comparison and "0.7" in comparison and "0.9" in comparison
+
+
+class _Kernel:
+    """A real kernel driven the way a front end drives it: execute, read IOPub, click buttons."""
+
+    def __init__(self, cwd: Path) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self.manager, self.client = start_new_kernel(kernel_name="python3", cwd=str(cwd))
+        self.buttons: dict[str, str] = {}  # description -> comm id, from comm_open messages
+
+    def execute(self, code: str) -> str:
+        return self.client.execute(code)
+
+    def read_until_idle(self, msg_id: str, timeout: float = 120) -> list[dict[str, Any]]:
+        """Every IOPub message of this request, until the kernel is idle after it."""
+        seen = []
+        while True:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+            self._note_button(msg)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            seen.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return seen
+
+    def wait_for_text(self, needle: str, timeout: float = 60) -> None:
+        """Read IOPub until some widget update carries `needle` (the run's log reached the widget)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+            self._note_button(msg)
+            if msg["msg_type"] in ("comm_msg", "comm_open") and needle in json.dumps(msg["content"]):
+                return
+        raise AssertionError(f"{needle!r} never reached the widget")
+
+    def click(self, description: str) -> None:
+        content = {
+            "comm_id": self.buttons[description],
+            "data": {"method": "custom", "content": {"event": "click"}},
+        }
+        self.client.shell_channel.send(self.client.session.msg("comm_msg", content))
+
+    def _note_button(self, msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "comm_open":
+            state = msg["content"].get("data", {}).get("state", {})
+            if state.get("_model_name") == "ButtonModel":
+                self.buttons[str(state.get("description"))] = msg["content"]["comm_id"]
+
+    def stop(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+def _errors(messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{m['content']['ename']}: {m['content']['evalue']}" for m in messages if m["msg_type"] == "error"
+    ]
+
+
+def test_cancel_button_stops_the_run_while_the_cell_is_still_waiting(project: Path, home: Path) -> None:
+    kernel = _Kernel(project)
+    try:
+        kernel.read_until_idle(kernel.execute("%load_ext jupyter_amlexec"))
+        # Given a blocking submit of a cell that would run for a minute
+        cell = kernel.execute(
+            "%%aml_submit\nimport time\nprint('long run started', flush=True)\ntime.sleep(60)\n"
+        )
+        kernel.wait_for_text("long run started")
+        # When the user clicks the widget's Cancel button while the cell is still executing
+        kernel.click("Cancel")
+        messages = kernel.read_until_idle(cell)
+        # Then the click was handled during the cell: the run ended Canceled and the cell raised
+        assert any("RunFailedError" in e and "Canceled" in e for e in _errors(messages)), _errors(messages)
+        status = kernel.execute(
+            "from jupyter_amlexec.core.api import Session\nprint(Session.open().runs()[0].status.value)"
+        )
+        printed = "".join(m["content"].get("text", "") for m in kernel.read_until_idle(status))
+        assert printed.strip() == "Canceled"
+    finally:
+        kernel.stop()
+
+
+def test_interrupting_the_kernel_cancels_the_run(project: Path, home: Path) -> None:
+    kernel = _Kernel(project)
+    try:
+        kernel.read_until_idle(kernel.execute("%load_ext jupyter_amlexec"))
+        cell = kernel.execute(
+            "%%aml_submit\nimport time\nprint('long run started', flush=True)\ntime.sleep(60)\n"
+        )
+        kernel.wait_for_text("long run started")
+        kernel.manager.interrupt_kernel()  # the front end's stop button
+        messages = kernel.read_until_idle(cell)
+        assert any("Canceled" in e for e in _errors(messages)), _errors(messages)
+        text = "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
+        assert "canceling run" in text
+    finally:
+        kernel.stop()
+
+
+def test_saved_notebook_html_fallback_shows_the_final_state(project: Path, home: Path) -> None:
+    # Given a notebook viewed where no widget manager runs (nbconvert, a repository viewer)
+    nb = run_notebook(["%load_ext jupyter_amlexec", "%%aml_submit\nprint('fallback text')"], project)
+    html = " ".join(str(o.get("data", {}).get("text/html", "")) for o in nb.cells[1].outputs)
+    # Then its HTML is the finished run, not the first frame
+    assert "Completed" in html and "fallback text" in html and "no output yet" not in html
