@@ -283,7 +283,7 @@ class AmlExecMagics(Magics):
         """
         run, opts = self._submit(line, cell)
         if opts.no_wait:
-            return self._submitted(run)
+            return self._submitted(run, widget=not opts.no_widget and _in_kernel())
         return self._follow(run, widget=not opts.no_widget and _in_kernel())
 
     def _submit(self, line: str, cell: str | None) -> tuple[Any, Any]:
@@ -325,7 +325,7 @@ class AmlExecMagics(Magics):
         """
         run, opts = self._submit(line, cell)
         if opts.no_wait:
-            return self._submitted(run)
+            return self._submitted(run, widget=not opts.no_widget)
         view = self._widget(run) if not opts.no_widget else None
         if view is None:
             return self._follow_text(run)
@@ -343,9 +343,15 @@ class AmlExecMagics(Magics):
                 shown.update(view)  # the saved notebook's HTML fallback shows the final state
         return self._result(run)
 
-    @staticmethod
-    def _submitted(run: Any) -> Any:
-        print(f"RunId: {run.id} submitted; run.wait() to follow it, %aml_run cancel {run.id} to stop it.")
+    def _submitted(self, run: Any, *, widget: bool) -> Any:
+        """An -a submit: the run goes on; in a kernel its live widget follows it (the kernel is idle,
+        so its buttons work)."""
+        view = self._widget(run) if widget else None
+        if view is None:
+            print(f"RunId: {run.id} submitted; run.wait() to follow it, %aml_run cancel {run.id} to stop it.")
+        else:
+            display(view)
+            view.start()
         return run
 
     def _follow(self, run: Any, *, widget: bool) -> Any:
@@ -444,12 +450,21 @@ class AmlExecMagics(Magics):
             except ImportError:
                 pass
             else:
-                return RunsDashboard(
-                    self.session.history, project=self.session.project.name, page_size=opts.limit, **filters
-                )
+                try:
+                    return RunsDashboard(
+                        self.session.history,
+                        project=self.session.project.name,
+                        page_size=opts.limit,
+                        **filters,
+                    )
+                except ValueError as exc:  # an unknown status, named with the valid ones
+                    raise UsageError(str(exc)) from exc
         from .display import runs_table
 
-        records = self.session.runs(limit=opts.limit, **filters)
+        try:
+            records = self.session.runs(limit=opts.limit, **filters)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
         self._show_table(*runs_table(records))
         return None
 

@@ -813,12 +813,25 @@ class History:
 
 def _values(value: object) -> list[str]:
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [str(v) for v in value]
-    return [str(value)]
+        return [v.value if isinstance(v, RunStatus) else str(v) for v in value]
+    return [value.value if isinstance(value, RunStatus) else str(value)]
+
+
+def status_name(value: str) -> str:
+    """A run status as stored ("Running"), from any spelling ("running"); ValueError naming the valid ones."""
+    for status in RunStatus:
+        if value.lower() == status.value.lower():
+            return status.value
+    raise ValueError(f"Unknown run status {value!r}; use one of {', '.join(s.value for s in RunStatus)}.")
+
+
+def _is_pattern(value: str) -> bool:
+    return any(c in value for c in "*?[")
 
 
 def _where(filters: Mapping[str, object]) -> tuple[str, list[object]]:
-    """SQL for the query filters; a list/tuple/set value matches any of its items."""
+    """SQL for the query filters; a list/tuple/set value matches any of its items, a value with
+    * ? or [ is a shell-style pattern (case-sensitive), a status matches in any case."""
     unknown = set(filters) - set(_FILTERS)
     if unknown:
         raise ValueError(f"Unknown run filter(s) {sorted(unknown)}; use {sorted(_FILTERS)}.")
@@ -829,7 +842,11 @@ def _where(filters: Mapping[str, object]) -> tuple[str, list[object]]:
         if value is None:
             continue
         values = _values(value)
-        if len(values) == 1:
+        if key == "status":
+            values = [status_name(v) for v in values]
+        if len(values) == 1 and key != "status" and _is_pattern(values[0]):
+            clauses.append(f"r.{column} GLOB ?")  # shell-style pattern: train*, *lr*
+        elif len(values) == 1:
             clauses.append(f"r.{column} = ?")
         else:
             clauses.append(f"r.{column} IN ({','.join('?' * len(values))})")

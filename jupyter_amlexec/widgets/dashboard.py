@@ -1,26 +1,32 @@
 """RunsDashboard: the run history as a live table with filters, sorting, paging and a compare view.
 
 Filtering, sorting (also by a metric) and paging happen in SQL, so a page costs the same with 100
-runs or 100,000. While a run on the page is live, a worker thread refreshes the page every few
-seconds; it stops when every run shown has ended or the widget is closed.
+runs or 100,000. A worker thread re-reads the page every few seconds (less often when the query is
+slow) until the widget is closed, so new runs, status changes and new metric columns show up.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 import ipywidgets as w
 
 from ..core.compare import compare_runs
-from ..core.history import History
+from ..core.history import History, status_name
 from ..core.models import RunStatus
 from ..core.paths import amlexec_home
 from ..core.snapshot import SnapshotStore
 from . import plots
 from .render import compare_html, runs_html
 
+log = logging.getLogger(__name__)
+
 REFRESH_SECONDS = 3.0
+SLOW_QUERY_FACTOR = 10  # a page that takes t seconds to read is re-read at most every 10 t
+MAX_COMPARED = 3
 ANY = "(any)"
 
 
@@ -39,6 +45,7 @@ class RunsDashboard(w.VBox):
         page_size: int = 25,
         **kwargs: Any,
     ) -> None:
+        self._stop = threading.Event()  # first: close() (also from __del__) needs it
         self.history = history or History(amlexec_home())
         self.snapshots = SnapshotStore(self.history.home)
         self.project = project
@@ -47,13 +54,19 @@ class RunsDashboard(w.VBox):
         self.experiment = w.Text(value=experiment or "", description="experiment", continuous_update=False)
         self.target = w.Text(value=target or "", description="target", continuous_update=False)
         self.status = w.Dropdown(
-            options=[ANY, *[s.value for s in RunStatus]], value=status or ANY, description="status"
+            options=[ANY, *[s.value for s in RunStatus]],
+            value=status_name(status) if status else ANY,  # ValueError naming the valid ones
+            description="status",
         )
         self.script = w.Text(value=script or "", description="script", continuous_update=False)
         self.order = w.Dropdown(options=self._order_options(), value="created_utc", description="sort by")
         self.descending = w.ToggleButton(value=True, description="descending", icon="sort-amount-desc")
         self.previous_button = w.Button(description="◀ previous")
         self.next_button = w.Button(description="next ▶")
+        self.page_number = w.BoundedIntText(
+            value=1, min=1, max=1, description="page", layout=w.Layout(width="12em")
+        )
+        self.page_count = w.Label("of 1")
         self.table = w.HTML()
         self.selection = w.SelectMultiple(
             options=[], rows=6, description="compare", layout=w.Layout(width="32em")
@@ -66,10 +79,20 @@ class RunsDashboard(w.VBox):
             control.observe(lambda _change: self._reset_and_render(), names="value")
         self.previous_button.on_click(lambda _b: self._turn(-1))
         self.next_button.on_click(lambda _b: self._turn(+1))
+        self.page_number.observe(lambda change: self._go_to(change["new"] - 1), names="value")
         self.compare_button.on_click(lambda _b: self.show_comparison())
         self.only_differences.observe(lambda _c: self.show_comparison(), names="value")
         filters = w.HBox([self.experiment, self.target, self.status, self.script])
-        sorting = w.HBox([self.order, self.descending, self.previous_button, self.next_button])
+        sorting = w.HBox(
+            [
+                self.order,
+                self.descending,
+                self.previous_button,
+                self.page_number,
+                self.page_count,
+                self.next_button,
+            ]
+        )
         compare = w.VBox(
             [
                 w.HBox([self.selection, w.VBox([self.compare_button, self.only_differences])]),
@@ -78,19 +101,22 @@ class RunsDashboard(w.VBox):
             ]
         )
         super().__init__([filters, sorting, self.table, compare], **kwargs)
-        self._stop = threading.Event()
         self._live_thread: threading.Thread | None = None
+        self._lock = threading.RLock()  # the live thread and button handlers render alike
+        self._metric_names: list[str] = []
         self.render()
+        self._ensure_live()
 
     # --- queries --------------------------------------------------------------------------------
 
     def filters(self) -> dict[str, Any]:
+        """The history filters of the controls; text boxes match anywhere unless given a pattern."""
         return {
             "project": self.project,
-            "experiment": self.experiment.value or None,
-            "target": self.target.value or None,
+            "experiment": _contains(self.experiment.value),
+            "target": _contains(self.target.value),
             "status": None if self.status.value == ANY else self.status.value,
-            "script": self.script.value or None,
+            "script": _contains(self.script.value),
         }
 
     def _order_options(self) -> list[tuple[str, str]]:
@@ -102,42 +128,52 @@ class RunsDashboard(w.VBox):
             ("target", "target"),
             ("script", "script_name"),
         ]
-        metrics = [(f"metric: {m}", f"metric:{m}") for m in self.history.metric_names(project=self.project)]
-        return base + metrics
+        self._metric_names = self.history.metric_names(project=self.project)
+        return base + [(f"metric: {m}", f"metric:{m}") for m in self._metric_names]
 
     # --- rendering --------------------------------------------------------------------------------
 
     def render(self) -> None:
-        """Query one page in SQL and show it; start the live refresher if a shown run is not done."""
-        filters = self.filters()
-        total = self.history.count(**filters)
-        pages = max(1, -(-total // self.page_size))
-        self.page = min(self.page, pages - 1)
-        records = self.history.query(
-            **filters,
-            order_by=self.order.value,
-            descending=self.descending.value,
-            limit=self.page_size,
-            offset=self.page * self.page_size,
-        )
-        self.table.value = runs_html(records, total=total, page=self.page, page_size=self.page_size)
-        self.previous_button.disabled = self.page == 0
-        self.next_button.disabled = self.page >= pages - 1
-        chosen = [v for v in self.selection.value]
-        self.selection.options = [r.run_id for r in records] + [
-            c for c in chosen if c not in {r.run_id for r in records}
-        ]
-        self.selection.value = tuple(chosen)
-        if any(not r.status.terminal for r in records):
-            self._ensure_live()
+        """Query one page in SQL and show it."""
+        with self._lock:
+            filters = self.filters()
+            total = self.history.count(**filters)
+            pages = max(1, -(-total // self.page_size))
+            self.page = min(self.page, pages - 1)
+            records = self.history.query(
+                **filters,
+                order_by=self.order.value,
+                descending=self.descending.value,
+                limit=self.page_size,
+                offset=self.page * self.page_size,
+            )
+            table = runs_html(records, total=total, page=self.page, page_size=self.page_size)
+            if table != self.table.value:
+                self.table.value = table
+            self.previous_button.disabled = self.page == 0
+            self.next_button.disabled = self.page >= pages - 1
+            self.page_number.max = pages
+            self.page_number.value = self.page + 1
+            self.page_count.value = f"of {pages}"
+            chosen = list(self.selection.value)
+            options = [r.run_id for r in records] + [
+                c for c in chosen if c not in {r.run_id for r in records}
+            ]
+            if options != list(self.selection.options):
+                self.selection.options = options
+                self.selection.value = tuple(chosen)
 
     def _reset_and_render(self) -> None:
         self.page = 0
         self.render()
 
     def _turn(self, step: int) -> None:
-        self.page = max(0, self.page + step)
-        self.render()
+        self._go_to(self.page + step)
+
+    def _go_to(self, page: int) -> None:
+        if max(0, page) != self.page:
+            self.page = max(0, page)
+            self.render()
 
     def _ensure_live(self) -> None:
         if self._live_thread is not None and self._live_thread.is_alive():
@@ -146,18 +182,19 @@ class RunsDashboard(w.VBox):
         self._live_thread.start()
 
     def _live(self) -> None:
-        while not self._stop.wait(REFRESH_SECONDS):
-            records = self.history.query(
-                **self.filters(),
-                order_by=self.order.value,
-                descending=self.descending.value,
-                limit=self.page_size,
-                offset=self.page * self.page_size,
-            )
-            total = self.history.count(**self.filters())
-            self.table.value = runs_html(records, total=total, page=self.page, page_size=self.page_size)
-            if all(r.status.terminal for r in records):
-                return
+        """Re-read the page until the widget closes; new metric names become sort options."""
+        interval = REFRESH_SECONDS
+        while not self._stop.wait(interval):
+            started = time.monotonic()
+            try:
+                if self.history.metric_names(project=self.project) != self._metric_names:
+                    current = self.order.value
+                    self.order.options = self._order_options()
+                    self.order.value = current
+                self.render()
+            except Exception:  # a broken refresh must not end the live view
+                log.exception("dashboard refresh failed")
+            interval = max(REFRESH_SECONDS, SLOW_QUERY_FACTOR * (time.monotonic() - started))
 
     def show_comparison(self) -> None:
         chosen = list(self.selection.value)
@@ -165,17 +202,35 @@ class RunsDashboard(w.VBox):
             self.comparison.value = "<i>Select 2 or 3 runs to compare.</i>"
             self.comparison_plot.layout.display = "none"
             return
-        comparison = compare_runs(self.history, self.snapshots, chosen[:3])
-        self.comparison.value = compare_html(comparison, only_differences=self.only_differences.value)
+        comparison = compare_runs(self.history, self.snapshots, chosen[:MAX_COMPARED])
+        note = (
+            f"<i>Comparing the first {MAX_COMPARED} of the {len(chosen)} selected runs.</i>"
+            if len(chosen) > MAX_COMPARED
+            else ""
+        )
+        self.comparison.value = note + compare_html(comparison, only_differences=self.only_differences.value)
         png = plots.series_png(comparison.series)
         if png is not None:
             self.comparison_plot.value = png
             self.comparison_plot.layout.display = None
+        else:  # no series in common: do not leave the last comparison's plot on screen
+            self.comparison_plot.layout.display = "none"
 
     def close(self) -> None:
         self._stop.set()
         super().close()
 
+    def __repr__(self) -> str:
+        return f"RunsDashboard({self.history.count(**self.filters())} runs)"
+
     def _repr_html_(self) -> str:
         records = self.history.query(**self.filters(), limit=self.page_size)
         return runs_html(records, total=self.history.count(**self.filters()), page_size=self.page_size)
+
+
+def _contains(text: str) -> str | None:
+    """A text box's value as a history filter: `lr` finds `train_lr.py`; a pattern is used as typed."""
+    text = text.strip()
+    if not text:
+        return None
+    return text if any(c in text for c in "*?[") else f"*{text}*"

@@ -146,8 +146,11 @@ def compare_html(comparison: object, *, only_differences: bool = False) -> str:
             f"<li>{html.escape(how)}: <code>{html.escape(path)}</code></li>" for path, how in comparison.files
         )
         table += f"<div>Files that differ between the snapshots:</div><ul>{items}</ul>"
-    else:
+    elif not comparison.unavailable_snapshots:
         table += "<div>The runs ran the same files.</div>"
+    if comparison.unavailable_snapshots:
+        missing = ", ".join(f"<code>{html.escape(s[:12])}</code>" for s in comparison.unavailable_snapshots)
+        table += f"<div>Snapshots no longer stored, so their files could not be compared: {missing}</div>"
     return table
 
 

@@ -9,6 +9,7 @@ than a tail of the log, however long the run prints.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -17,14 +18,17 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..core.models import LogEvent, MetricEvent, OutputsEvent, RunEvent, StatusEvent
+from ..core.models import LogEvent, MetricEvent, OutputsEvent, RunEvent, RunStatus, StatusEvent
 from . import plots
 from .render import log_html, metrics_html, outputs_html, run_html, status_html
+
+log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL = 0.25  # at most 4 updates a second reach the front end
 PLOT_INTERVAL = 2.0  # plots are re-rendered at most every 2 s while the run is live
 LOG_TAIL_BYTES = 16 * 1024  # what the widget shows live
-WHOLE_LOG_BYTES = 4 * 1024 * 1024
+MORE_LOG_FACTOR = 4  # each "More log" click shows 4x as much
+MAX_LOG_BYTES = 4 * 1024 * 1024  # the most a browser is sent; run.logs() has the rest
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 
 
@@ -48,7 +52,9 @@ class RunWidget(w.VBox):
             tooltip="Stop the run on its target (the kernel's interrupt does the same)",
         )
         self.rerun_button = w.Button(description="Rerun", icon="redo", tooltip="Run the same snapshot again")
-        self.whole_log_button = w.Button(description="Show whole log", icon="align-left")
+        self.more_log_button = w.Button(
+            description="More log", icon="align-left", tooltip="Show 4x more of the log"
+        )
         self.rerun_area = w.Output()
         self.tabs = w.Tab(
             children=[
@@ -62,14 +68,16 @@ class RunWidget(w.VBox):
             self.tabs.set_title(i, title)
         self.cancel_button.on_click(lambda _b: self._cancel())
         self.rerun_button.on_click(lambda _b: self._rerun())
-        self.whole_log_button.on_click(lambda _b: self.show_whole_log())
-        buttons = w.HBox([self.cancel_button, self.rerun_button, self.whole_log_button])
+        self.more_log_button.on_click(lambda _b: self.show_more_log())
+        buttons = w.HBox([self.cancel_button, self.rerun_button, self.more_log_button])
         super().__init__([self.header, buttons, self.tabs, self.rerun_area], **kwargs)
         self._events: queue.Queue[RunEvent] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Any = None
         self._last_plot = 0.0
+        self._plot_pending = False  # metrics came in since the last plot
+        self._phase: Any = None
         self._shown_images: tuple[str, ...] = ()
         self._finished = False
         self.refresh(plot=True)
@@ -131,20 +139,23 @@ class RunWidget(w.VBox):
             if not terminal and now - last_status_check > 1.0:
                 last_status_check = now
                 terminal = self.run.done  # events can be missed by a widget made mid-run
-            live_plot = now - self._last_plot >= PLOT_INTERVAL and any(
-                isinstance(e, MetricEvent) for e in changed
-            )
-            self.refresh(
-                log=any(isinstance(e, LogEvent) and e.source == "driver" for e in changed) or terminal,
-                control=any(
-                    isinstance(e, (LogEvent, StatusEvent)) and getattr(e, "source", "control") == "control"
-                    for e in changed
+            self._plot_pending |= any(isinstance(e, MetricEvent) for e in changed)
+            live_plot = self._plot_pending and now - self._last_plot >= PLOT_INTERVAL
+            try:
+                self.refresh(
+                    log=any(isinstance(e, LogEvent) and e.source == "driver" for e in changed) or terminal,
+                    control=any(
+                        isinstance(e, (LogEvent, StatusEvent))
+                        and getattr(e, "source", "control") == "control"
+                        for e in changed
+                    )
+                    or terminal,
+                    metrics=any(isinstance(e, MetricEvent) for e in changed) or terminal,
+                    outputs=any(isinstance(e, OutputsEvent) for e in changed) or terminal,
+                    plot=live_plot or terminal,
                 )
-                or terminal,
-                metrics=any(isinstance(e, MetricEvent) for e in changed) or terminal,
-                outputs=any(isinstance(e, OutputsEvent) for e in changed) or terminal,
-                plot=live_plot or terminal,
-            )
+            except Exception:  # one bad refresh (a plot, a vanished file) must not freeze the widget
+                log.exception("refreshing the widget of run %s failed", self.run.id)
             if terminal:
                 return
 
@@ -173,6 +184,7 @@ class RunWidget(w.VBox):
     ) -> None:
         """Read the run's current state from the history and set the traits that changed."""
         record = self.run.record
+        self._follow_phase(record.status)
         self.header.value = status_html(
             record.status,
             run_id=record.run_id,
@@ -185,6 +197,7 @@ class RunWidget(w.VBox):
         self.cancel_button.disabled = record.status.terminal
         if log:
             tail = self.run.logs(tail_bytes=self.log_tail_bytes)
+            self.more_log_button.disabled = len(tail.encode("utf-8")) < self.log_tail_bytes
             self.log_view.value = log_html(
                 _from_line_start(tail, self.log_tail_bytes), empty="(no output yet)"
             )
@@ -195,6 +208,7 @@ class RunWidget(w.VBox):
             self.metrics.value = metrics_html(series)
         if plot:
             self._last_plot = time.monotonic()
+            self._plot_pending = False
             png = plots.series_png({name: {record.run_id: points} for name, points in series.items()})
             if png is not None:
                 self.plot.value = png
@@ -220,14 +234,25 @@ class RunWidget(w.VBox):
             )
         self.images.children = children
 
-    def show_whole_log(self) -> None:
-        text = self.run.logs(tail_bytes=WHOLE_LOG_BYTES)
-        note = (
-            ""
-            if len(text.encode()) < WHOLE_LOG_BYTES
-            else f"(last {WHOLE_LOG_BYTES // 1024 // 1024} MB; `run.logs()` has it all)\n"
-        )
-        self.log_view.value = log_html(note + _from_line_start(text, WHOLE_LOG_BYTES))
+    def _follow_phase(self, status: RunStatus) -> None:
+        """Show the Preparing tab while the environment is prepared, the Log tab once the run runs
+        (once per phase: a tab the user picks afterwards stays picked)."""
+        if status is self._phase:
+            return
+        self._phase = status
+        if status is RunStatus.PREPARING:
+            self.tabs.selected_index = 1
+        elif status is RunStatus.RUNNING:
+            self.tabs.selected_index = 0
+
+    def show_more_log(self) -> None:
+        """Show 4x more of the log (up to MAX_LOG_BYTES); live updates keep the larger view."""
+        self.log_tail_bytes = min(self.log_tail_bytes * MORE_LOG_FACTOR, MAX_LOG_BYTES)
+        text = self.run.logs(tail_bytes=self.log_tail_bytes)
+        complete = len(text.encode()) < self.log_tail_bytes
+        self.more_log_button.disabled = complete or self.log_tail_bytes >= MAX_LOG_BYTES
+        note = "" if complete else f"(the last {self.log_tail_bytes // 1024} KB; `run.logs()` has it all)\n"
+        self.log_view.value = log_html(note + _from_line_start(text, self.log_tail_bytes))
 
     # --- buttons ----------------------------------------------------------------------------------
 
@@ -244,6 +269,9 @@ class RunWidget(w.VBox):
             display(again)
         again.start()
 
+    def __repr__(self) -> str:
+        return repr(self.run)
+
     def _repr_html_(self) -> str:
         record = self.run.record
         return run_html(
@@ -252,9 +280,11 @@ class RunWidget(w.VBox):
 
 
 def _elapsed(record: Any) -> float | None:
-    if record.start_time_utc is None:
+    """Seconds since the run started, or since it was submitted while it is queued or preparing."""
+    since = record.start_time_utc or record.created_utc
+    if since is None:
         return None
-    start = datetime.fromisoformat(record.start_time_utc)
+    start = datetime.fromisoformat(since)
     end = datetime.fromisoformat(record.end_time_utc) if record.end_time_utc else datetime.now(timezone.utc)
     return max(0.0, (end - start).total_seconds())
 

@@ -26,6 +26,16 @@ CELL = (
     "time.sleep(4)\n"
     "print('and then this one')\n"
 )
+LONG_CELL = "%%aml_submit -c local\nimport time\nprint('a long run started', flush=True)\ntime.sleep(120)\n"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _free_port() -> int:
@@ -43,10 +53,11 @@ def lab(tmp_path: Path, home: Path):  # type: ignore[no-untyped-def]
     )
     root = tmp_path / "lab"
     root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_amlexec"), nbformat.v4.new_code_cell(CELL)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "live.ipynb")
+    for name, cell in (("live.ipynb", CELL), ("cancel.ipynb", LONG_CELL)):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_amlexec"), nbformat.v4.new_code_cell(cell)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / name)
     port, token = _free_port(), "amlexec-test-token"
     server = subprocess.Popen(
         [
@@ -91,26 +102,11 @@ def test_widget_goes_from_running_to_completed_in_jupyterlab(lab) -> None:  # ty
     url, token = lab
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/lab/tree/live.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
             # When the user runs all cells from the Run menu
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            _open_and_run_all(page, f"{url}/lab/tree/live.ipynb?token={token}")
             header = page.locator(".amlexec-header").first
             # Then the widget shows Running with the first log line, then Completed with both lines
             expect(header).to_contain_text("Running", timeout=60_000)
@@ -123,3 +119,38 @@ def test_widget_goes_from_running_to_completed_in_jupyterlab(lab) -> None:  # ty
             page.screenshot(path=str(ARTIFACTS / "widget-completed.png"))
         finally:
             browser.close()
+
+
+def test_cancel_button_in_jupyterlab_stops_a_running_cell(lab) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Given a cell whose run would take two minutes, running
+            _open_and_run_all(page, f"{url}/lab/tree/cancel.ipynb?token={token}")
+            header = page.locator(".amlexec-header").first
+            expect(page.locator(".amlexec-log").first).to_contain_text("a long run started", timeout=60_000)
+            # When the user clicks the widget's Cancel button while the cell is still executing
+            page.locator(".jupyter-widgets button", has_text="Cancel").first.click()
+            # Then the run ends Canceled and the cell reports it (the kernel is free again)
+            expect(header).to_contain_text("Canceled", timeout=60_000)
+            expect(
+                page.locator(".jp-OutputArea-output").filter(has_text="RunFailedError").first
+            ).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "widget-canceled.png"))
+        finally:
+            browser.close()
+
+
+def _open_and_run_all(page, address: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(address)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
