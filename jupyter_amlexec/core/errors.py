@@ -75,6 +75,10 @@ class EnvironmentBuildError(AmlExecError):
         self.log_tail = log_tail
 
 
+class RunCanceledError(AmlExecError):
+    """Raised inside the follower to stop preparing a run that was canceled meanwhile."""
+
+
 class HistoryError(AmlExecError):
     """The run history store cannot be opened or written (permissions, corrupt database)."""
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .errors import AmlExecError
+from .errors import AmlExecError, RunCanceledError
 from .executors.base import Executor, HandleStatus, RunHandle, RunSpec
 from .history import History
 from .models import (
@@ -39,6 +39,7 @@ Listener = Callable[[RunEvent], None]
 # How long one wait on the handle may block before the log is read again: the log latency a user
 # sees. A run that ends returns from the wait at once, so this does not add to a run's duration.
 LOG_POLL_SECONDS = 0.2
+HISTORY_CHECK_SECONDS = 1.0  # how often a build looks for a cancel made by another process
 
 
 class EventBus:
@@ -105,6 +106,7 @@ class RunFollower:
             start.spec.max_output_file_bytes if start is not None else max_output_file_bytes
         )
         self._cancel_requested = threading.Event()
+        self._last_history_check = 0.0
         self._thread = threading.Thread(target=self._main, name=f"amlexec-run-{run_id}", daemon=True)
 
     # --- control ---------------------------------------------------------------------------------
@@ -146,12 +148,14 @@ class RunFollower:
             RunStatus.PREPARING, detail=f"preparing the environment on '{request.spec.target.name}'"
         )
         self.executor.check()
-        prepared = self.executor.prepare(request.environment, self._control, force=request.force_prepare)
+        prepared = self.executor.prepare(
+            request.environment, self._preparing_log, force=request.force_prepare
+        )
         if prepared.built:
             self._control(f"Environment {prepared.env_hash[:12]} built.\n")
         else:
             self._control(f"Environment {prepared.env_hash[:12]} ready (cached).\n")
-        if self._cancel_requested.is_set():
+        if self._canceled(check_history=True):
             self._set_status(RunStatus.CANCELED, detail="canceled before it started")
             return None
         self._set_status(RunStatus.STARTING)
@@ -159,7 +163,7 @@ class RunFollower:
         handle = self.executor.start(spec, request.snapshot)
         self._handle = handle
         self.history.set_handle(self.run_id, handle.to_dict())
-        if self._cancel_requested.is_set():
+        if self._canceled(check_history=True):  # also a cancel from another process meanwhile
             handle.cancel()
         self._set_status(RunStatus.RUNNING)
         return RunStatus.RUNNING
@@ -239,8 +243,10 @@ class RunFollower:
         if not isinstance(exc, AmlExecError):
             log.exception("run %s failed inside jupyter_amlexec", self.run_id)
             message = f"{type(exc).__name__}: {message}"
+        if isinstance(exc, RunCanceledError):
+            message = "canceled by the user while the environment was being prepared"
         try:
-            self._control(f"Error: {message}\n")
+            self._control(("" if isinstance(exc, RunCanceledError) else "Error: ") + message + "\n")
         except Exception:
             log.exception("could not write the control log of %s", self.run_id)
         handle = self._handle
@@ -254,6 +260,27 @@ class RunFollower:
         self._set_status(status, error=message)
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _canceled(self, *, check_history: bool = False) -> bool:
+        """Canceled here, or (check_history) by another process (`amlexec experiment cancel`), which
+        can only mark the record: a run it cannot reach must not start afterwards."""
+        if self._cancel_requested.is_set():
+            return True
+        if check_history and self.history.get(self.run_id).status.terminal:
+            self._cancel_requested.set()
+            return True
+        return False
+
+    def _preparing_log(self, text: str) -> None:
+        """The log of prepare(); a cancel stops a build at its next line (the executor's clean-up
+        removes what the build made)."""
+        self._control(text)
+        now = time.monotonic()
+        check_history = now - self._last_history_check >= HISTORY_CHECK_SECONDS
+        if check_history:
+            self._last_history_check = now
+        if self._canceled(check_history=check_history):
+            raise RunCanceledError("canceled while the environment was being prepared")
 
     def _control(self, text: str) -> None:
         if not text:

@@ -31,6 +31,10 @@ from .docker_build import IMAGE_REPOSITORY, RECIPE_VERSION, build_environment_im
 log = logging.getLogger(__name__)
 
 WORKDIR = "/azureml-run"
+# With sharedVolumes the project itself is mounted at WORKDIR: our own files (the cell script, the
+# in-run library) go to this folder inside the container instead, so they never land in the user's
+# project and two runs at once never see each other's cell.
+RUN_FILES = "/azureml-run-files"
 SHARE_MOUNT = "/azureml-share/"
 STOP_TIMEOUT_SECONDS = 5
 TAG_HASH_CHARS = 24
@@ -40,13 +44,15 @@ LIVE_STATES = ("created", "running", "restarting", "paused")
 # script at once (a PID 1 script would ignore SIGTERM); exits with the child's status.
 BOOTSTRAP = r"""
 run_as=""
+into=.
 if [ "$1" = --amlexec-user ]; then run_as=$2; shift 2; fi
-if command -v tar >/dev/null 2>&1; then tar -xf - || exit 125
-else python3 -c 'import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode="r|").extractall()' || exit 125
+if [ "$1" = --amlexec-into ]; then into=$2; shift 2; mkdir -p "$into" || exit 125; fi
+if command -v tar >/dev/null 2>&1; then tar -C "$into" -xf - || exit 125
+else python3 -c 'import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode="r|").extractall(sys.argv[1])' "$into" || exit 125
 fi
 command -v "$1" >/dev/null 2>&1 || { echo "amlexec: $1 is not in this image (PATH=$PATH)" >&2; exit 127; }
 if [ -n "$run_as" ]; then
-  chown -R "$run_as" . || exit 125
+  chown -R "$run_as" "$into" || exit 125
   set -- python3 -c "$AMLEXEC_DROP" "$run_as" "$@"
 fi
 "$@" &
@@ -230,8 +236,26 @@ class DockerExecutor:
             spark_args = [str(a) for a in raw] if isinstance(raw, list) else []
             env.setdefault("PYSPARK_PYTHON", "python3")
             env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            return ["spark-submit", "--master", "local[*]", *spark_args, run.entry_script, *run.arguments]
-        return ["python3", run.entry_script, *run.arguments]
+            return [
+                "spark-submit",
+                "--master",
+                "local[*]",
+                *spark_args,
+                self._in_container(run.entry_script),
+                *run.arguments,
+            ]
+        return ["python3", self._in_container(run.entry_script), *run.arguments]
+
+    def _absolute(self, path: str) -> str:
+        placed = self._in_container(path)
+        return placed if placed.startswith("/") else f"{WORKDIR}/{placed}"
+
+    def _in_container(self, path: str) -> str:
+        """Where a snapshot path is inside the container: our own files (.amlexec/) live in RUN_FILES
+        when the project is mounted; everything else is relative to the working directory."""
+        if self.target.shared_volumes and path.startswith(".amlexec/"):
+            return f"{RUN_FILES}/{path}"
+        return path
 
     def _create_kwargs(self, run: RunSpec) -> dict[str, Any]:
         env = dict(run.environment_variables)
@@ -239,7 +263,7 @@ class DockerExecutor:
         env["PYTHONUNBUFFERED"] = "1"
         if run.python_path:
             env["PYTHONPATH"] = ":".join(
-                WORKDIR if p in ("", ".") else f"{WORKDIR}/{p.strip('/')}" for p in run.python_path
+                WORKDIR if p in ("", ".") else self._absolute(p.strip("/")) for p in run.python_path
             )
         volumes = list(self.target.volumes)
         if self.target.native_shared_directory:
@@ -291,8 +315,9 @@ class DockerExecutor:
                 client, image, entrypoint, user, kwargs, self._payload(snapshot)
             )
         except _NoShell:
+            unpack_to = RUN_FILES if self.target.shared_volumes else WORKDIR
             container = self._start_with_put_archive(
-                client, image, kwargs, self._payload(snapshot, WORKDIR.lstrip("/") + "/")
+                client, image, kwargs, self._payload(snapshot, unpack_to.lstrip("/") + "/")
             )
         except docker.errors.APIError as exc:
             raise _start_error(self.target, exc) from exc
@@ -333,6 +358,8 @@ class DockerExecutor:
         docker = _docker()
         args = dict(kwargs)
         args["command"] = [*entrypoint, *kwargs["command"]]
+        if self.target.shared_volumes:  # the project is mounted: unpack our files beside it
+            args["command"] = ["--amlexec-into", RUN_FILES, *args["command"]]
         if user not in ROOT_USERS:  # unpack as root, run as the image's user
             args["command"] = ["--amlexec-user", user, *args["command"]]
             args["user"] = "0"

@@ -20,7 +20,7 @@ from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.project import Project
 from tests.conftest import require
 
-from .conftest import BASE_IMAGE, NETWORK, PYSPARK_IMAGE, has_image, run_containers
+from .conftest import BASE_IMAGE, NETWORK, PYSPARK_IMAGE, build_containers, has_image, run_containers
 
 
 def docker_project(
@@ -233,10 +233,70 @@ def test_shared_volumes_mount_the_project_and_keep_container_keeps_it(
     # Then it saw the live project, the output landed in the project and was collected
     assert "from the project folder" in run.logs()
     assert (project / "outputs" / "o.txt").read_text() == "x" and run.outputs == ["o.txt"]
+    # And our own files (the cell script, the in-run library) did not land in the project
+    assert not (project / ".amlexec").exists()
     # And the container is still there (keepContainer), until we remove it
     kept = run_containers(engine, run.id)
     assert len(kept) == 1
     kept[0].remove(force=True)
+
+
+def test_shared_volumes_runs_at_once_each_run_their_own_cell_and_leave_the_project_owned_by_its_user(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given an image whose USER is nobody, and a target that mounts the project
+    maker = engine.containers.create(BASE_IMAGE, ["true"])
+    try:
+        image = maker.commit(
+            repository="amlexec-test/non-root-shared", tag=str(os.getpid()), changes=["USER nobody"]
+        )
+    finally:
+        maker.remove(force=True)
+    try:
+        session = docker_project(project, image=image.id, shared_volumes=True)
+        (project / "data.txt").write_text("shared data\n")
+        owners_before = {
+            p.relative_to(project): (p.stat().st_uid, p.stat().st_mode) for p in project.rglob("*")
+        }
+        # When three different cells are submitted at once
+        runs = [
+            session.submit(
+                cell=f"print('cell number {i}', open('data.txt').read().strip())", run_configuration="box"
+            )
+            for i in range(3)
+        ]
+        for run in runs:
+            run.wait()
+        # Then each ran its own code, and no project file changed owner or mode
+        for i, run in enumerate(runs):
+            assert f"cell number {i} shared data" in run.logs()
+        owners_after = {
+            p.relative_to(project): (p.stat().st_uid, p.stat().st_mode) for p in project.rglob("*")
+        }
+        assert owners_after == owners_before
+    finally:
+        engine.images.remove(image.id, force=True)
+
+
+def test_cancel_while_the_environment_builds_stops_the_build_and_never_starts_the_run(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given an environment that needs a build (a package from the index)
+    conda = "name: env\ndependencies:\n  - python=3.11\n  - pip:\n    - six==1.16.0\n"
+    session = docker_project(project, conda=conda)
+    images_before = {i.id for i in engine.images.list(all=True)}
+    run = session.submit(cell="print('must not run')", run_configuration="box", force_prepare=True)
+    # When the user cancels once the build log is streaming
+    deadline = time.monotonic() + 60
+    while "Building environment image" not in run.logs("control") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.cancel()
+    run.wait(timeout=120, raise_on_failure=False)
+    # Then the run is Canceled, its script never ran, and the build left no container or image
+    assert run.status is RunStatus.CANCELED
+    assert "must not run" not in run.logs()
+    assert run_containers(engine, run.id) == [] and build_containers(engine) == []
+    assert {i.id for i in engine.images.list(all=True)} <= images_before
 
 
 def test_image_without_a_shell_gets_the_snapshot_by_put_archive(
