@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environment import spark_submit_args
-from ..errors import EnvironmentBuildError, TargetUnavailableError
+from ..errors import ConfigError, EnvironmentBuildError, TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
@@ -246,6 +246,25 @@ class DockerExecutor:
             ]
         return ["python3", self._in_container(run.entry_script), *run.arguments]
 
+    def _bind(self, spec: str, project_root: Path) -> str:
+        """A `volumes` entry as Docker needs it: a host path (`~` expanded, relative to the project
+        folder) that must exist on a local engine (else Docker would make an empty root-owned folder),
+        or a plain name (a named Docker volume) as it is."""
+        host, _, rest = spec.partition(":")
+        if not (host.startswith(("/", "~", ".")) or "/" in host):
+            return spec
+        path = Path(os.path.expanduser(host))
+        if not path.is_absolute():
+            path = project_root / path
+        if self.docker_host.startswith("unix://") and not path.exists():
+            raise ConfigError(
+                f"the volume {spec!r} mounts {path}, which does not exist. Create it, or fix the path "
+                f"(a relative path is taken from the project folder; a plain name is a Docker volume).",
+                file=Path("aml_config") / f"{self.target.name}.compute",
+                key="volumes",
+            )
+        return f"{path.resolve()}:{rest}"
+
     def _absolute(self, path: str) -> str:
         placed = self._in_container(path)
         return placed if placed.startswith("/") else f"{WORKDIR}/{placed}"
@@ -265,7 +284,7 @@ class DockerExecutor:
             env["PYTHONPATH"] = ":".join(
                 WORKDIR if p in ("", ".") else self._absolute(p.strip("/")) for p in run.python_path
             )
-        volumes = list(self.target.volumes)
+        volumes = [self._bind(spec, run.project_root) for spec in self.target.volumes]
         if self.target.native_shared_directory:
             shared = Path(os.path.expanduser(self.target.native_shared_directory)) / run.project_name
             shared.mkdir(parents=True, exist_ok=True)
@@ -655,4 +674,22 @@ def _start_error(target: ComputeTarget, exc: Exception) -> TargetUnavailableErro
             f"Framework PySpark needs spark-submit (pyspark + Java) in the image of target '{target.name}': "
             f"{text}. Use an image with Spark, or set Framework: Python in the run configuration."
         )
+    lowered = text.lower()
+    for words, key, value in _SETTING_ERRORS:
+        shown = getattr(target, value)
+        if shown not in (None, "", ()) and any(word in lowered for word in words):  # only a setting made
+            return TargetUnavailableError(
+                f"Docker refused the `{key}: {shown}` setting of target '{target.name}': {text}. Fix `{key}` "
+                f"in aml_config/{target.name}.compute (or remove it to use Docker's default)."
+            )
     return TargetUnavailableError(f"Docker could not start the run on target '{target.name}': {text}")
+
+
+# Engine messages that point at one of the target's settings: (words in the message, key, attribute)
+_SETTING_ERRORS = (
+    (("network",), "networkMode", "network_mode"),
+    (("nanocpus", "cpus", "range of cpus"), "cpus", "cpus"),
+    (("shm",), "shmSize", "shm_size"),
+    (("memory",), "memory", "memory"),
+    (("invalid volume", "mount", "bind source", "invalid mode"), "volumes", "volumes"),
+)

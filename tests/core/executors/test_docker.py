@@ -34,9 +34,8 @@ def docker_project(
     """A project with a docker target 'box' (the test network mode) and a session on it."""
     project = Project(root)
     project.initialize()
-    project.attach_target(
-        "box", "docker", base_docker_image=image, network_mode=NETWORK, force=True, **settings
-    )
+    settings.setdefault("network_mode", NETWORK)
+    project.attach_target("box", "docker", base_docker_image=image, force=True, **settings)
     project.write_run_configuration(replace(project.run_configuration("box"), framework=framework))
     conda_file = root / "aml_config" / "conda_dependencies.yml"
     conda_file.write_text(conda if conda is not None else "name: env\ndependencies:\n  - python=3.11\n")
@@ -449,3 +448,34 @@ def test_executor_handle_round_trips_through_to_dict(engine: Any, project: Path,
     again_keep = executor.attach({**handle, "keep_container": False})
     again_keep.cleanup()
     assert run_containers(engine, run.id) == []
+
+
+def test_bad_target_settings_name_the_key_and_leave_no_container(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given a network that does not exist
+    session = docker_project(project, network_mode="no-such-network")
+    run = session.submit(cell="print('x')", run_configuration="box").wait(raise_on_failure=False)
+    # Then the run failed with an error naming the key and the file, and no container is left
+    assert run.status is RunStatus.FAILED
+    assert "networkMode: no-such-network" in (run.record.error or "") and "box.compute" in (
+        run.record.error or ""
+    )
+    assert run_containers(engine, run.id) == []
+
+
+def test_volumes_relative_to_the_project_and_a_missing_host_path_is_an_error(
+    engine: Any, project: Path, home: Path
+) -> None:
+    (project / "data").mkdir()
+    (project / "data" / "in.txt").write_text("mounted input\n")
+    # Given a volume relative to the project folder, it is mounted
+    session = docker_project(project, volumes=("./data:/data:ro",))
+    run = session.submit(cell="print(open('/data/in.txt').read())", run_configuration="box").wait()
+    assert "mounted input" in run.logs()
+    # And a host path that does not exist is refused before any container is made
+    missing = docker_project(project, volumes=("/no/such/dir:/data",))
+    failed = missing.submit(cell="print('x')", run_configuration="box").wait(raise_on_failure=False)
+    assert failed.status is RunStatus.FAILED
+    assert "/no/such/dir" in (failed.record.error or "") and "volumes" in (failed.record.error or "")
+    assert not Path("/no/such/dir").exists() and run_containers(engine, failed.id) == []
