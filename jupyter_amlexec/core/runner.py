@@ -149,7 +149,10 @@ class RunFollower:
         )
         self.executor.check()
         prepared = self.executor.prepare(
-            request.environment, self._preparing_log, force=request.force_prepare
+            request.environment,
+            self._preparing_log,
+            force=request.force_prepare,
+            build=request.force_prepare or request.spec.run_configuration.prepare_environment,
         )
         if prepared.built:
             self._control(f"Environment {prepared.env_hash[:12]} built.\n")

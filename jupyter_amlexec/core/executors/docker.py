@@ -11,6 +11,7 @@ works against an engine that cannot see local paths. docker-py is imported lazil
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..config_files import write_atomic
 from ..environment import spark_submit_args
 from ..errors import ConfigError, EnvironmentBuildError, TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
@@ -185,7 +187,9 @@ class DockerExecutor:
     def image_tag(self, key: str) -> str:
         return f"{IMAGE_REPOSITORY}:{key[:TAG_HASH_CHARS]}"
 
-    def prepare(self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False) -> PreparedEnv:
+    def prepare(
+        self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False, build: bool = True
+    ) -> PreparedEnv:
         """The environment image: the cached tag when it exists (nothing built), else a build."""
         docker = _docker()
         attrs = self._base_image_attrs(log)
@@ -197,7 +201,7 @@ class DockerExecutor:
             "entrypoint": list((attrs.get("Config") or {}).get("Entrypoint") or []),
             "user": str((attrs.get("Config") or {}).get("User") or ""),
         }
-        if env.is_empty:
+        if env.is_empty and self._base_python_matches(env, base_id):
             log(f"No packages to install: running in the base image {self._base_image()} as it is.\n")
             return PreparedEnv(env_hash=key, built=False, image=base_id, python="python3", details=details)
         tag = self.image_tag(key)
@@ -210,6 +214,13 @@ class DockerExecutor:
                 )
             except docker.errors.ImageNotFound:
                 pass
+        if not build:
+            raise EnvironmentBuildError(
+                f"The environment of target '{self.target.name}' is not prepared on this Docker engine "
+                f"(no image {tag}), and the run configuration says PrepareEnvironment: false. Prepare it "
+                f"once with `%aml_target prepare {self.target.name}` (or `amlexec experiment prepare`), "
+                f"or set PrepareEnvironment: true to build it as part of the run."
+            )
         log(
             f"Building environment image {tag} from {env.conda_file or 'the conda file'} over "
             f"{self._base_image()}\n"
@@ -226,6 +237,36 @@ class DockerExecutor:
             log_to=log,
         )
         return PreparedEnv(env_hash=key, built=True, image=image_id, python="python3", details=details)
+
+    def _base_python_matches(self, env: EnvironmentSpec, base_id: str) -> bool:
+        """Whether the base image's python3 is the `python=` the conda file asks for (no ask: yes).
+
+        Asked once per base image (a short container run) and remembered under the amlexec home:
+        a conda file that only pins Python must not run silently on another version."""
+        if not env.python_version:
+            return True
+        cache = self.home / "docker-base-python.json"
+        try:
+            known = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            known = {}
+        version = known.get(base_id)
+        if version is None:
+            try:
+                raw = self.client().containers.run(
+                    base_id,
+                    ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                    entrypoint=[],
+                    remove=True,
+                    network_mode="none",
+                )
+                version = raw.decode().strip()
+            except Exception as exc:  # no python3 at all: let the build recipe say so
+                log.info("could not ask %s for its python: %s", base_id[:19], exc)
+                return False
+            known[base_id] = version
+            write_atomic(cache, json.dumps(known))
+        return bool(version == env.python_version or version.startswith(env.python_version + "."))
 
     # --- runs ----------------------------------------------------------------------------------
 

@@ -60,7 +60,9 @@ class LocalExecutor:
     def environment_key(self, env: EnvironmentSpec) -> str:
         return f"local:{self.interpreter()}"
 
-    def prepare(self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False) -> PreparedEnv:
+    def prepare(
+        self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False, build: bool = True
+    ) -> PreparedEnv:
         """Nothing to build: local environments are managed by the user, as in Workbench."""
         python = self.interpreter()
         return PreparedEnv(env_hash=f"local:{python}", built=False, python=python)

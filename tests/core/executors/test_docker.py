@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from jupyter_amlexec.core.api import Session
+from jupyter_amlexec.core.environment import load_environment
 from jupyter_amlexec.core.errors import EnvironmentBuildError, RunFailedError, TargetUnavailableError
 from jupyter_amlexec.core.executors.docker import DockerExecutor
 from jupyter_amlexec.core.models import RunStatus
@@ -479,3 +480,38 @@ def test_volumes_relative_to_the_project_and_a_missing_host_path_is_an_error(
     assert failed.status is RunStatus.FAILED
     assert "/no/such/dir" in (failed.record.error or "") and "volumes" in (failed.record.error or "")
     assert not Path("/no/such/dir").exists() and run_containers(engine, failed.id) == []
+
+
+def test_a_conda_file_that_only_pins_another_python_is_not_ignored(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given a conda file that asks for python 3.9 and nothing else, over a 3.11 image without conda
+    session = docker_project(project, conda="name: env\ndependencies:\n  - python=3.9\n")
+    # When a run is submitted, then it fails naming both versions instead of running on 3.11
+    run = session.submit(cell="import sys\nprint(sys.version)", run_configuration="box").wait(
+        raise_on_failure=False
+    )
+    assert run.status is RunStatus.FAILED
+    assert "3.9" in (run.record.error or "") and "3.11" in (run.record.error or "")
+    assert run_containers(engine, run.id) == []
+
+
+def test_prepare_environment_false_runs_only_a_prepared_environment(
+    engine: Any, project: Path, home: Path
+) -> None:
+    # Given a run configuration with PrepareEnvironment: false and an environment never built here
+    conda = "name: env\ndependencies:\n  - python=3.11\n  - pip:\n    - six==1.16.0\n"
+    session = docker_project(project, conda=conda)
+    rc = session.project.run_configuration("box")
+    session.project.write_run_configuration(replace(rc, prepare_environment=False))
+    executor = DockerExecutor(session.project.target("box"), home)
+    tag = executor.image_tag(executor.environment_key(load_environment(session.project, rc)))
+    if has_image(engine, tag):  # make sure it really is not built on this engine yet
+        engine.images.remove(tag, force=True)
+    # When a run is submitted, it fails saying how to prepare, and builds nothing
+    run = session.submit(cell="import six", run_configuration="box").wait(raise_on_failure=False)
+    assert run.status is RunStatus.FAILED and "%aml_target prepare box" in (run.record.error or "")
+    # And once prepared, the same run configuration runs
+    session.prepare("box")
+    again = session.submit(cell="import six\nprint('six', six.__version__)", run_configuration="box").wait()
+    assert "six 1.16.0" in again.logs()
