@@ -25,6 +25,7 @@ from .core.errors import AmlExecError, ConfigError, RunFailedError
 TARGET_TYPES = ["local", "docker", "localdocker", "remotedocker", "remote", "cluster"]
 AWAIT_POLL_SECONDS = 0.1
 _SUBMIT_CELL = re.compile(r"%%aml_submit(?=\s|$)(.*)$")
+_SUBMIT_LINE = re.compile(r"%aml_submit\s(.*)$")  # a cell that is only `%aml_submit SCRIPT ARGS`
 
 
 def install_awaiting_submit(ipython: Any) -> None:
@@ -42,16 +43,24 @@ def uninstall_awaiting_submit(ipython: Any) -> None:
 
 
 def _awaiting_submit_cells(lines: list[str]) -> list[str]:
-    """An IPython cleanup transform: a `%%aml_submit ...` cell becomes `await <the async magic>`.
+    """An IPython cleanup transform: a `%%aml_submit ...` cell, or a cell that is only one
+    `%aml_submit SCRIPT ...` line, becomes `await <the async magic>`.
 
-    Left alone: other cells, `%%aml_submit?` (help), and shells with autoawait turned off."""
-    if not lines:
+    Left alone: other cells, `...?` (help), and shells with autoawait turned off."""
+    code = [line for line in lines if line.strip()]
+    if not code or code[0].rstrip().endswith("?"):
         return lines
-    match = _SUBMIT_CELL.match(lines[0].rstrip("\r\n"))
+    first = code[0].rstrip("\r\n")
+    cell: str | None = None
+    match = _SUBMIT_CELL.match(first)
+    if match is not None:
+        cell = "".join(lines[lines.index(code[0]) + 1 :])
+    elif len(code) == 1:
+        match = _SUBMIT_LINE.match(first.strip())
     ip = _ipython()
-    if match is None or lines[0].rstrip().endswith("?") or ip is None or not getattr(ip, "autoawait", False):
+    if match is None or ip is None or not getattr(ip, "autoawait", False):
         return lines
-    line, cell = match.group(1).strip(), "".join(lines[1:])
+    line = match.group(1).strip()
     return [
         f"await get_ipython().magics_manager.registry['AmlExecMagics'].aml_submit_async({line!r}, {cell!r})\n"
     ]
@@ -316,8 +325,9 @@ class AmlExecMagics(Magics):
             raise UsageError(str(exc)) from exc
         return run, opts
 
-    async def aml_submit_async(self, line: str, cell: str) -> Any:
-        """`%%aml_submit` in a kernel: the same, but the cell awaits its run instead of blocking.
+    async def aml_submit_async(self, line: str, cell: str | None) -> Any:
+        """`%%aml_submit` (or `%aml_submit` alone in a cell) in a kernel: the same, but the cell
+        awaits its run instead of blocking.
 
         While a cell awaits, ipykernel (>= 7) dispatches widget messages, so the live widget's
         Cancel and Rerun buttons work during the run; a blocking cell would only see the clicks
