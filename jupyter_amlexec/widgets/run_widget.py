@@ -10,7 +10,6 @@ than a tail of the log, however long the run prints.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from datetime import datetime, timezone
@@ -71,7 +70,9 @@ class RunWidget(w.VBox):
         self.more_log_button.on_click(lambda _b: self.show_more_log())
         buttons = w.HBox([self.cancel_button, self.rerun_button, self.more_log_button])
         super().__init__([self.header, buttons, self.tabs, self.rerun_area], **kwargs)
-        self._events: queue.Queue[RunEvent] = queue.Queue()
+        self._pending: set[str] = set()  # kinds of change since the last refresh
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Any = None
@@ -87,7 +88,7 @@ class RunWidget(w.VBox):
     def start(self) -> RunWidget:
         """Subscribe to the run and start the one worker thread that updates the widget."""
         if self._thread is None:
-            self._unsubscribe = self.run.subscribe(self._events.put)
+            self._unsubscribe = self.run.subscribe(self._note)
             self._thread = threading.Thread(
                 target=self._follow, name=f"amlexec-widget-{self.run.id}", daemon=True
             )
@@ -101,6 +102,7 @@ class RunWidget(w.VBox):
         be written from the cell itself for a saved notebook to show it.
         """
         self._stop.set()
+        self._wake.set()  # the worker may be waiting: end its wait now
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._unsubscribe is not None:
@@ -130,46 +132,52 @@ class RunWidget(w.VBox):
 
     # --- the worker thread ------------------------------------------------------------------------
 
+    def _note(self, event: RunEvent) -> None:
+        """The run's listener (on the follower's thread): remember what kind of thing changed, never
+        the event itself, so a run printing 100 MB/s holds no log text here."""
+        if isinstance(event, LogEvent):
+            kind = "log" if event.source == "driver" else "control"
+        elif isinstance(event, MetricEvent):
+            kind = "metrics"
+        elif isinstance(event, OutputsEvent):
+            kind = "outputs"
+        elif isinstance(event, StatusEvent):
+            kind = "terminal" if event.status.terminal else "control"
+        else:
+            return
+        with self._pending_lock:
+            self._pending.add(kind)
+        if kind == "terminal":
+            self._wake.set()  # show the end at once, not at the end of the interval
+
     def _follow(self) -> None:
         last_status_check = 0.0
         while not self._stop.is_set():
-            changed = self._drain(timeout=UPDATE_INTERVAL)
+            self._wake.wait(UPDATE_INTERVAL)
+            self._wake.clear()
+            if self._stop.is_set():  # finish() writes the final state from the main thread
+                return
+            with self._pending_lock:
+                changed, self._pending = self._pending, set()
             now = time.monotonic()
-            terminal = any(isinstance(e, StatusEvent) and e.status.terminal for e in changed)
+            terminal = "terminal" in changed
             if not terminal and now - last_status_check > 1.0:
                 last_status_check = now
                 terminal = self.run.done  # events can be missed by a widget made mid-run
-            self._plot_pending |= any(isinstance(e, MetricEvent) for e in changed)
+            self._plot_pending |= "metrics" in changed
             live_plot = self._plot_pending and now - self._last_plot >= PLOT_INTERVAL
             try:
                 self.refresh(
-                    log=any(isinstance(e, LogEvent) and e.source == "driver" for e in changed) or terminal,
-                    control=any(
-                        isinstance(e, (LogEvent, StatusEvent))
-                        and getattr(e, "source", "control") == "control"
-                        for e in changed
-                    )
-                    or terminal,
-                    metrics=any(isinstance(e, MetricEvent) for e in changed) or terminal,
-                    outputs=any(isinstance(e, OutputsEvent) for e in changed) or terminal,
+                    log="log" in changed or terminal,
+                    control="control" in changed or terminal,
+                    metrics="metrics" in changed or terminal,
+                    outputs="outputs" in changed or terminal,
                     plot=live_plot or terminal,
                 )
             except Exception:  # one bad refresh (a plot, a vanished file) must not freeze the widget
                 log.exception("refreshing the widget of run %s failed", self.run.id)
             if terminal:
                 return
-
-    def _drain(self, timeout: float) -> list[RunEvent]:
-        deadline = time.monotonic() + timeout
-        events: list[RunEvent] = []
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return events
-            try:
-                events.append(self._events.get(timeout=remaining))
-            except queue.Empty:
-                return events
 
     # --- state -> widgets ---------------------------------------------------------------------------
 
