@@ -23,7 +23,7 @@ from IPython.display import HTML, display
 from .core.errors import AmlExecError, ConfigError, RunFailedError
 
 TARGET_TYPES = ["local", "docker", "localdocker", "remotedocker", "remote", "cluster"]
-AWAIT_POLL_SECONDS = 0.1
+AWAIT_POLL_SECONDS = 1.0
 _SUBMIT_CELL = re.compile(r"%%aml_submit(?=\s|$)(.*)$")
 _SUBMIT_LINE = re.compile(r"%aml_submit\s(.*)$")  # a cell that is only `%aml_submit SCRIPT ARGS`
 
@@ -64,6 +64,29 @@ def _awaiting_submit_cells(lines: list[str]) -> list[str]:
     return [
         f"await get_ipython().magics_manager.registry['AmlExecMagics'].aml_submit_async({line!r}, {cell!r})\n"
     ]
+
+
+async def _until_done(run: Any) -> None:
+    """Await the end of a run without holding the kernel: woken by its terminal status event (the
+    kernel's loop runs while the cell awaits), re-checked every AWAIT_POLL_SECONDS for a run that
+    another process follows."""
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+
+    def on_event(event: Any) -> None:  # on the follower's thread
+        status = getattr(event, "status", None)
+        if status is not None and getattr(status, "terminal", False):
+            loop.call_soon_threadsafe(ended.set)
+
+    unsubscribe = run.subscribe(on_event)
+    try:
+        while not run.done:
+            try:
+                await asyncio.wait_for(ended.wait(), AWAIT_POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        unsubscribe()
 
 
 def _ipykernel_dispatches_while_awaiting() -> bool:
@@ -343,8 +366,7 @@ class AmlExecMagics(Magics):
         try:
             view.start()
             try:
-                while not run.done:
-                    await asyncio.sleep(AWAIT_POLL_SECONDS)
+                await _until_done(run)
             except (asyncio.CancelledError, KeyboardInterrupt):  # the kernel's interrupt
                 self._cancel_on_interrupt(run)
         finally:
