@@ -10,6 +10,7 @@ works against an engine that cannot see local paths. docker-py is imported lazil
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
@@ -17,7 +18,9 @@ import os
 import socket
 import tarfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +209,36 @@ class DockerExecutor:
             return PreparedEnv(env_hash=key, built=False, image=base_id, python="python3", details=details)
         tag = self.image_tag(key)
         client = self.client()
-        if not force:
+
+        def cached() -> PreparedEnv | None:
             try:
                 image = client.images.get(tag)
-                return PreparedEnv(
-                    env_hash=key, built=False, image=image.id, python="python3", details=details
-                )
             except docker.errors.ImageNotFound:
-                pass
+                return None
+            return PreparedEnv(env_hash=key, built=False, image=image.id, python="python3", details=details)
+
+        ready = None if force else cached()
+        if ready is not None:
+            return ready
+        with _build_lock(self.home / "locks" / f"{key[:TAG_HASH_CHARS]}.lock", tag, log):
+            # another kernel may have built it while this one waited: that build is as good as ours
+            ready = None if force else cached()
+            if ready is not None:
+                return ready
+            return self._build(env, attrs, tag, key, details, log, build=build)
+
+    def _build(
+        self,
+        env: EnvironmentSpec,
+        attrs: Mapping[str, Any],
+        tag: str,
+        key: str,
+        details: dict[str, object],
+        log: ControlLog,
+        *,
+        build: bool,
+    ) -> PreparedEnv:
+        client = self.client()
         if not build:
             raise EnvironmentBuildError(
                 f"The environment of target '{self.target.name}' is not prepared on this Docker engine "
@@ -491,6 +516,27 @@ def _send_and_close(sock: Any, payload: bytes) -> None:
             raw.shutdown(socket.SHUT_WR)
     finally:
         sock.close()
+
+
+@contextmanager
+def _build_lock(path: Path, tag: str, log: ControlLog) -> Iterator[None]:
+    """One build of an environment at a time per amlexec home: three cells started together build
+    it once (the others then find the image). Waiting calls `log`, so a cancel can end the wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                log("" if told else f"Waiting for another build of {tag} to finish...\n")
+                told = True
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _create_container(client: Any, image: str, kwargs: Mapping[str, Any], **extra: Any) -> str:

@@ -5,8 +5,8 @@ it, not with `docker build`: the host's pip settings and CA bundle (needed behin
 proxies) go in with put_archive and are deleted before the commit, so they never land in an image
 layer, and nothing needs BuildKit (which would try to pull its frontend). The recipe uses
 conda/mamba/micromamba when the base image has one; otherwise it makes a venv at ENV_PREFIX with the
-image's python3 (its major.minor must match the conda file's `python=`) and pip-installs the
-`pip:` section. Parameters reach the recipe as files, never as container environment variables,
+image's python3 (its major.minor must match the conda file's `python=`), which still sees the base
+image's own packages (a .pth file), and pip-installs the `pip:` section. Parameters reach the recipe as files, never as container environment variables,
 because those would be committed into the image.
 """
 
@@ -28,11 +28,12 @@ from .pip_forwarding import host_pip_files
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "amlexec-env-3"  # bump when the recipe changes: every environment is rebuilt
+RECIPE_VERSION = "amlexec-env-4"  # bump when the recipe changes: every environment is rebuilt
 IMAGE_REPOSITORY = "amlexec-env"
 ENV_PREFIX = "/opt/amlexec-env"
 BUILD_DIR = "/tmp/amlexec-build"
 BUILD_NAME_PREFIX = "amlexec-build-"  # build containers are named so; tests look for leftovers by it
+BUILD_LABEL = "amlexec.build"  # value: the tag being built
 BUILD_LOG_TAIL_LINES = 40
 EXIT_PYTHON_MISMATCH = 86
 EXIT_CONDA_ONLY = 87
@@ -71,6 +72,9 @@ else
   esac
   echo "No conda in the base image: a venv at $PREFIX with $PY ($HAVE), then pip install of the pip: section"
   "$PY" -m venv "$PREFIX"
+  # the venv's own packages first, then the base image's (pyspark, numpy... already in the image)
+  SITE=$("$PREFIX/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  "$PY" -c 'import site; print("\n".join(site.getsitepackages()))' > "$SITE/_amlexec_base_image.pth"
   if [ -s requirements.txt ]; then
     "$PREFIX/bin/pip" install --no-cache-dir --disable-pip-version-check --progress-bar off -r requirements.txt
   fi
@@ -163,11 +167,13 @@ def build_environment_image(
     # Only a base image with an ENTRYPOINT gets it overridden (then restored by the commit): the
     # commit cannot reset an entrypoint to none.
     override = {"entrypoint": ["/bin/sh", "-c", RECIPE], "command": []} if config.get("Entrypoint") else {}
+    _remove_stale_build_containers(client, tag)
     container = client.containers.create(
         str(base["Id"]),
         **(override or {"command": ["/bin/sh", "-c", RECIPE]}),
         network_mode=network_mode,
         name=BUILD_NAME_PREFIX + tag.replace(":", "-").replace("/", "-") + "-" + secrets.token_hex(3),
+        labels={BUILD_LABEL: tag},
         user="0",
         working_dir="/",
     )
@@ -229,6 +235,29 @@ def build_environment_image(
     if previous and previous != image.id:
         _remove_if_unused(client, previous)
     return str(image.id)
+
+
+def _remove_stale_build_containers(client: Any, tag: str) -> None:
+    """Build containers of this tag left by a process that died mid-build (its kernel was killed).
+
+    Only ended ones: a running one may be another user's build of the same tag on a shared engine."""
+    try:
+        stale = [
+            c
+            for status in ("exited", "dead")
+            for c in client.containers.list(
+                all=True, filters={"label": f"{BUILD_LABEL}={tag}", "status": status}
+            )
+        ]
+    except Exception as exc:
+        log.info("could not list old build containers of %s: %s", tag, exc)
+        return
+    for container in stale:
+        try:
+            container.remove(force=True)
+            log.info("removed build container %s left by an interrupted build", container.name)
+        except Exception as exc:
+            log.info("could not remove old build container %s: %s", container.name, exc)
 
 
 def _image_id(client: Any, tag: str) -> str | None:

@@ -47,10 +47,19 @@ def host_pip_settings() -> dict[str, list[str]]:
 
 
 def host_ca_bundle() -> Path | None:
+    """The CA bundle pip on this host uses: PIP_CERT and friends, then `cert =` in a pip config
+    file (later files win, as in pip), then the system bundle."""
     for name in _CA_CANDIDATES:
         value = os.environ.get(name)
         if value and Path(value).is_file():
             return Path(value)
+    parser = configparser.ConfigParser()
+    parser.read([str(p) for p in _config_files() if p.is_file()])
+    for section in ("install", "global"):
+        if parser.has_option(section, "cert"):
+            configured = Path(os.path.expanduser(parser.get(section, "cert").strip()))
+            if configured.is_file():
+                return configured
     return _SYSTEM_BUNDLE if _SYSTEM_BUNDLE.is_file() else None
 
 
