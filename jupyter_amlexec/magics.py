@@ -12,6 +12,8 @@ import queue
 import re
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,20 @@ def _awaiting_submit_cells(lines: list[str]) -> list[str]:
     return [
         f"await get_ipython().magics_manager.registry['AmlExecMagics'].aml_submit_async({line!r}, {cell!r})\n"
     ]
+
+
+@contextmanager
+def _shown_live(view: Any) -> Iterator[None]:
+    """Display a RunWidget and follow the run in it; afterwards write the final state from this
+    (the cell's) thread and update the display, so a saved notebook's HTML fallback is final too."""
+    shown = display(view, display_id=True)
+    try:
+        view.start()
+        yield
+    finally:
+        view.finish()
+        if shown is not None:
+            shown.update(view)
 
 
 async def _until_done(run: Any) -> None:
@@ -362,17 +378,11 @@ class AmlExecMagics(Magics):
         view = self._widget(run) if not opts.no_widget else None
         if view is None:
             return self._follow_text(run)
-        shown = display(view, display_id=True)
-        try:
-            view.start()
+        with _shown_live(view):
             try:
                 await _until_done(run)
             except (asyncio.CancelledError, KeyboardInterrupt):  # the kernel's interrupt
                 self._cancel_on_interrupt(run)
-        finally:
-            view.finish()
-            if shown is not None:
-                shown.update(view)  # the saved notebook's HTML fallback shows the final state
         return self._result(run)
 
     def _submitted(self, run: Any, *, widget: bool) -> Any:
@@ -391,17 +401,11 @@ class AmlExecMagics(Magics):
         view = self._widget(run) if widget else None
         if view is None:
             return self._follow_text(run)
-        shown = display(view, display_id=True)
-        try:
-            view.start()
+        with _shown_live(view):
             try:
                 run.wait(raise_on_failure=False)
             except KeyboardInterrupt:
                 self._cancel_on_interrupt(run)
-        finally:
-            view.finish()
-            if shown is not None:
-                shown.update(view)
         return self._result(run)
 
     def _follow_text(self, run: Any) -> Any:
