@@ -6,8 +6,9 @@ proxies) go in with put_archive and are deleted before the commit, so they never
 layer, and nothing needs BuildKit (which would try to pull its frontend). The recipe uses
 conda/mamba/micromamba when the base image has one; otherwise it makes a venv at ENV_PREFIX with the
 image's python3 (its major.minor must match the conda file's `python=`), which still sees the base
-image's own packages (a .pth file), and pip-installs the `pip:` section. Parameters reach the recipe as files, never as container environment variables,
-because those would be committed into the image.
+image's own packages (a .pth file), and pip-installs the `pip:` section. Parameters reach the
+recipe as files, never as container environment variables, because those would be committed into
+the image.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import json
 import logging
 import secrets
 import tarfile
+import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from ..environment import pip_only_supported
@@ -34,6 +37,9 @@ ENV_PREFIX = "/opt/amlexec-env"
 BUILD_DIR = "/tmp/amlexec-build"
 BUILD_NAME_PREFIX = "amlexec-build-"  # build containers are named so; tests look for leftovers by it
 BUILD_LABEL = "amlexec.build"  # value: the tag being built
+# A build container is "created" only for the moment between its create and start: one older than
+# this was left by a process that died there, a younger one may be another process's build.
+STALE_CREATED_SECONDS = 120.0
 BUILD_LOG_TAIL_LINES = 40
 EXIT_PYTHON_MISMATCH = 86
 EXIT_CONDA_ONLY = 87
@@ -240,14 +246,15 @@ def build_environment_image(
 def _remove_stale_build_containers(client: Any, tag: str) -> None:
     """Build containers of this tag left by a process that died mid-build (its kernel was killed).
 
-    Only ended ones: a running one may be another user's build of the same tag on a shared engine."""
+    Only ended ones, and ones created but never started: a running one may be another user's build
+    of the same tag on a shared engine (the build lock is per amlexec home, not per engine)."""
+    label = f"{BUILD_LABEL}={tag}"
     try:
         stale = [
             c
-            for status in ("exited", "dead")
-            for c in client.containers.list(
-                all=True, filters={"label": f"{BUILD_LABEL}={tag}", "status": status}
-            )
+            for status in ("exited", "dead", "created")
+            for c in client.containers.list(all=True, filters={"label": label, "status": status})
+            if status != "created" or _age_seconds(c) > STALE_CREATED_SECONDS
         ]
     except Exception as exc:
         log.info("could not list old build containers of %s: %s", tag, exc)
@@ -258,6 +265,19 @@ def _remove_stale_build_containers(client: Any, tag: str) -> None:
             log.info("removed build container %s left by an interrupted build", container.name)
         except Exception as exc:
             log.info("could not remove old build container %s: %s", container.name, exc)
+
+
+def _age_seconds(container: Any) -> float:
+    """Seconds since the container was created (0 when the engine's timestamp can't be read)."""
+    created = container.attrs.get("Created")
+    try:
+        if isinstance(created, (int, float)):  # the list API's epoch seconds
+            return time.time() - float(created)
+        # inspect's RFC 3339 with nanoseconds: seconds precision is enough here
+        stamp = datetime.strptime(str(created)[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        return time.time() - stamp.timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _image_id(client: Any, tag: str) -> str | None:

@@ -11,7 +11,7 @@ import configparser
 import os
 from pathlib import Path
 
-_CA_CANDIDATES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+_CA_FALLBACKS = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")  # used by pip only when it has no `cert`
 _SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 _KEYS = ("index-url", "extra-index-url", "trusted-host")
 
@@ -25,6 +25,14 @@ def _config_files() -> list[Path]:
     return files
 
 
+def _read_config() -> configparser.RawConfigParser:
+    """The host's pip config files merged as pip merges them. Raw, as pip reads them: a `%` (an
+    URL-encoded password in an index URL) is no interpolation."""
+    parser = configparser.RawConfigParser()
+    parser.read([str(p) for p in _config_files() if p.is_file()])
+    return parser
+
+
 def _network_values(raw: str) -> list[str]:
     return [v for v in raw.split() if v.startswith(("http://", "https://")) or "://" not in v]
 
@@ -32,8 +40,7 @@ def _network_values(raw: str) -> list[str]:
 def host_pip_settings() -> dict[str, list[str]]:
     """index-url / extra-index-url / trusted-host as pip on this host would see them."""
     settings: dict[str, list[str]] = {}
-    parser = configparser.ConfigParser()
-    parser.read([str(p) for p in _config_files() if p.is_file()])
+    parser = _read_config()
     for section in ("global", "install"):
         if parser.has_section(section):
             for key in _KEYS:
@@ -47,20 +54,23 @@ def host_pip_settings() -> dict[str, list[str]]:
 
 
 def host_ca_bundle() -> Path | None:
-    """The CA bundle pip on this host uses: PIP_CERT and friends, then `cert =` in a pip config
-    file (later files win, as in pip), then the system bundle."""
-    for name in _CA_CANDIDATES:
-        value = os.environ.get(name)
-        if value and Path(value).is_file():
-            return Path(value)
-    parser = configparser.ConfigParser()
-    parser.read([str(p) for p in _config_files() if p.is_file()])
+    """The CA bundle pip on this host uses, in pip's order: PIP_CERT, then `cert =` in a pip config
+    file ([install] over [global], later files win), then REQUESTS_CA_BUNDLE / SSL_CERT_FILE, then
+    the system bundle. A setting naming a missing file is passed over, as it could not be sent."""
+    candidates = [os.environ.get("PIP_CERT"), _configured_cert()]
+    candidates += [os.environ.get(name) for name in _CA_FALLBACKS]
+    for value in candidates:
+        if value and Path(value).expanduser().is_file():
+            return Path(value).expanduser()
+    return _SYSTEM_BUNDLE if _SYSTEM_BUNDLE.is_file() else None
+
+
+def _configured_cert() -> str | None:
+    parser = _read_config()
     for section in ("install", "global"):
         if parser.has_option(section, "cert"):
-            configured = Path(os.path.expanduser(parser.get(section, "cert").strip()))
-            if configured.is_file():
-                return configured
-    return _SYSTEM_BUNDLE if _SYSTEM_BUNDLE.is_file() else None
+            return parser.get(section, "cert").strip() or None
+    return None
 
 
 def host_pip_files() -> dict[str, bytes]:
