@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -97,51 +100,51 @@ def lab(tmp_path: Path, home: Path):  # type: ignore[no-untyped-def]
 
 
 def test_widget_goes_from_running_to_completed_in_jupyterlab(lab) -> None:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, token = lab
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # When the user runs all cells from the Run menu
-            _open_and_run_all(page, f"{url}/lab/tree/live.ipynb?token={token}")
-            header = page.locator(".amlexec-header").first
-            # Then the widget shows Running with the first log line, then Completed with both lines
-            expect(header).to_contain_text("Running", timeout=60_000)
-            expect(page.locator(".amlexec-log").first).to_contain_text(
-                "browser sees this line", timeout=30_000
-            )
-            page.screenshot(path=str(ARTIFACTS / "widget-running.png"))
-            expect(header).to_contain_text("Completed", timeout=60_000)
-            expect(page.locator(".amlexec-log").first).to_contain_text("and then this one", timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "widget-completed.png"))
-        finally:
-            browser.close()
+    with _chromium_page() as page:
+        # When the user runs all cells from the Run menu
+        _open_and_run_all(page, f"{url}/lab/tree/live.ipynb?token={token}")
+        header = page.locator(".amlexec-header").first
+        # Then the widget shows Running with the first log line, then Completed with both lines
+        expect(header).to_contain_text("Running", timeout=60_000)
+        expect(page.locator(".amlexec-log").first).to_contain_text("browser sees this line", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "widget-running.png"))
+        expect(header).to_contain_text("Completed", timeout=60_000)
+        expect(page.locator(".amlexec-log").first).to_contain_text("and then this one", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "widget-completed.png"))
 
 
 def test_cancel_button_in_jupyterlab_stops_a_running_cell(lab) -> None:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, token = lab
+    with _chromium_page() as page:
+        # Given a cell whose run would take two minutes, running
+        _open_and_run_all(page, f"{url}/lab/tree/cancel.ipynb?token={token}")
+        header = page.locator(".amlexec-header").first
+        expect(page.locator(".amlexec-log").first).to_contain_text("a long run started", timeout=60_000)
+        # When the user clicks the widget's Cancel button while the cell is still executing
+        page.locator(".jupyter-widgets button", has_text="Cancel").first.click()
+        # Then the run ends Canceled and the cell reports it (the kernel is free again)
+        expect(header).to_contain_text("Canceled", timeout=60_000)
+        expect(page.locator(".jp-OutputArea-output").filter(has_text="RunFailedError").first).to_be_visible(
+            timeout=60_000
+        )
+        page.screenshot(path=str(ARTIFACTS / "widget-canceled.png"))
+
+
+@contextlib.contextmanager
+def _chromium_page() -> Iterator[Any]:
+    """A page in headless Debian Chromium driven by Playwright; the browser is closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # Given a cell whose run would take two minutes, running
-            _open_and_run_all(page, f"{url}/lab/tree/cancel.ipynb?token={token}")
-            header = page.locator(".amlexec-header").first
-            expect(page.locator(".amlexec-log").first).to_contain_text("a long run started", timeout=60_000)
-            # When the user clicks the widget's Cancel button while the cell is still executing
-            page.locator(".jupyter-widgets button", has_text="Cancel").first.click()
-            # Then the run ends Canceled and the cell reports it (the kernel is free again)
-            expect(header).to_contain_text("Canceled", timeout=60_000)
-            expect(
-                page.locator(".jp-OutputArea-output").filter(has_text="RunFailedError").first
-            ).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(ARTIFACTS / "widget-canceled.png"))
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
 

@@ -120,6 +120,16 @@ class _Kernel:
                 return
         raise AssertionError(f"{needle!r} never reached the widget")
 
+    def start_long_submit(self) -> str:
+        """Load the extension and submit a cell that would run for a minute; return once its log
+        reached the widget (the run is going, the cell still executing)."""
+        self.read_until_idle(self.execute("%load_ext jupyter_amlexec"))
+        cell = self.execute(
+            "%%aml_submit\nimport time\nprint('long run started', flush=True)\ntime.sleep(60)\n"
+        )
+        self.wait_for_text("long run started")
+        return cell
+
     def click(self, description: str) -> None:
         content = {
             "comm_id": self.buttons[description],
@@ -147,12 +157,8 @@ def _errors(messages: list[dict[str, Any]]) -> list[str]:
 def test_cancel_button_stops_the_run_while_the_cell_is_still_waiting(project: Path, home: Path) -> None:
     kernel = _Kernel(project)
     try:
-        kernel.read_until_idle(kernel.execute("%load_ext jupyter_amlexec"))
         # Given a blocking submit of a cell that would run for a minute
-        cell = kernel.execute(
-            "%%aml_submit\nimport time\nprint('long run started', flush=True)\ntime.sleep(60)\n"
-        )
-        kernel.wait_for_text("long run started")
+        cell = kernel.start_long_submit()
         # When the user clicks the widget's Cancel button while the cell is still executing
         kernel.click("Cancel")
         messages = kernel.read_until_idle(cell)
@@ -170,11 +176,7 @@ def test_cancel_button_stops_the_run_while_the_cell_is_still_waiting(project: Pa
 def test_interrupting_the_kernel_cancels_the_run(project: Path, home: Path) -> None:
     kernel = _Kernel(project)
     try:
-        kernel.read_until_idle(kernel.execute("%load_ext jupyter_amlexec"))
-        cell = kernel.execute(
-            "%%aml_submit\nimport time\nprint('long run started', flush=True)\ntime.sleep(60)\n"
-        )
-        kernel.wait_for_text("long run started")
+        cell = kernel.start_long_submit()
         kernel.manager.interrupt_kernel()  # the front end's stop button
         messages = kernel.read_until_idle(cell)
         assert any("Canceled" in e for e in _errors(messages)), _errors(messages)
