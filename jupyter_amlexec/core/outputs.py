@@ -105,7 +105,7 @@ def collect_tar(
     sink = _Sink(dest, max_file_bytes, log)
     reader = cast(IO[bytes], stream) if hasattr(stream, "read") else _ChunkReader(iter(stream))
     prefix = [p for p in strip.split("/") if p not in ("", ".")]
-    links: list[tuple[str, str]] = []
+    links: dict[str, str] = {}
     try:
         with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
             for member in tar:
@@ -173,6 +173,8 @@ class _Sink:
                 f"limit (MaxOutputFileSizeMB in the run configuration)."
             )
             return None
+        if rel in self.stored:  # a name repeated in an archive: the later member replaces it
+            return self.stored[rel]
         name = "/".join(map(stored_name, rel.split("/")))
         if name in self._taken:
             stem, ext = posixpath.splitext(name)
@@ -238,9 +240,9 @@ class _Sink:
             os.close(src)
 
 
-def _copy_links(sink: _Sink, links: list[tuple[str, str]]) -> None:
+def _copy_links(sink: _Sink, links: dict[str, str]) -> None:
     """Links to files inside outputs/, stored as copies once their targets are in the history."""
-    for rel, target in links:
+    for rel, target in links.items():
         stored = sink.stored.get(target)
         if stored is None:
             sink.say(
@@ -262,7 +264,7 @@ class _DirectoryWalk:
     def __init__(self, sink: _Sink, real_root: str) -> None:
         self.sink = sink
         self.real_root = real_root
-        self.links: list[tuple[str, str]] = []  # (link, its target), both relative to outputs/
+        self.links: dict[str, str] = {}  # link -> its target, both relative to outputs/
         self.move = True  # until a rename says the history is on another file system
 
     def run(self, root_fd: int) -> None:
@@ -344,7 +346,7 @@ class _DirectoryWalk:
                 f"(links leaving the run's folder are never followed)."
             )
             return
-        self.links.append((rel, real[len(self.real_root) + 1 :]))
+        self.links[rel] = real[len(self.real_root) + 1 :]
 
 
 # --- a tar stream from a target ----------------------------------------------------------------------
@@ -355,7 +357,7 @@ def _tar_member(
     tar: tarfile.TarFile,
     member: tarfile.TarInfo,
     prefix: list[str],
-    links: list[tuple[str, str]],
+    links: dict[str, str],
 ) -> None:
     parts = [p for p in member.name.split("/") if p not in ("", ".")]
     if member.name.startswith("/") or ".." in parts or parts[: len(prefix)] != prefix:
@@ -371,6 +373,7 @@ def _tar_member(
     if member.isdir():
         return  # folders are made as their files arrive
     if member.isreg():
+        links.pop(rel, None)  # a name repeated in an archive: the later member replaces it
         name = sink.name_for(rel, member.size)
         source = tar.extractfile(member) if name is not None else None
         if name is not None and source is not None:
@@ -389,7 +392,7 @@ def _tar_member(
                 f"(links leaving the run's folder are never followed)."
             )
             return
-        links.append((rel, target))
+        links[rel] = target
         return
     sink.say(f"outputs/{display(rel)}: not collected, not a regular file (a device, FIFO or socket).")
 
