@@ -19,8 +19,9 @@ folder (local target) and for a tar stream (Docker `get_archive`, later `ssh hos
   characters `\\xff`); the control log gives the original bytes. A clash with another collected
   name gets `~2`, `~3`, ... before its extension. So every name in the history is valid UTF-8 and
   is the file's real name on disk.
-- The history's disk full or read-only: the partial file is removed and AttachmentError names the
-  file, the folder and the fix, with the files stored before it in `collected`.
+- The history's disk full or read-only: the partial file is removed, the collection goes on (moves
+  need no space, smaller files may fit), and at the end AttachmentError names the files not stored,
+  the folder and the fix, with the files that were stored in `collected`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def collect_directory(source: Path, dest: Path, max_file_bytes: int, log: Output
     """Bring the files of `source` (a run's own outputs/ folder, deleted after collection) into
     `dest` (runs/<id>/outputs/) under this module's rules; returns the stored names, posix, relative
     to `dest`, sorted. Nothing outside `source` is moved, deleted, or read through a link; files in
-    `source` may be moved away. Raises AttachmentError when `dest` cannot take more (disk full)."""
+    `source` may be moved away. When `dest` cannot take some files (disk full), the others are still
+    stored and AttachmentError is raised at the end: `.collected` lists what was stored."""
     sink = _Sink(dest, max_file_bytes, log)
     try:
         st = os.lstat(source)
@@ -90,7 +92,7 @@ def collect_directory(source: Path, dest: Path, max_file_bytes: int, log: Output
     walk = _DirectoryWalk(sink, os.path.realpath(source))
     walk.run(root_fd)
     _copy_links(sink, walk.links)
-    return sorted(sink.stored.values())
+    return sink.finish()
 
 
 def collect_tar(
@@ -100,8 +102,9 @@ def collect_tar(
     and never holding the archive in memory. Members are kept only below the folder `strip` (e.g.
     "outputs" for Docker's `get_archive(".../outputs")`), with that prefix removed; members with an
     absolute name, a `..`, a link leading out, or a device type are named and skipped. Returns the
-    stored names, sorted. Raises AttachmentError for a malformed or truncated archive, or when
-    `dest` cannot take more; errors of the stream's own transport propagate unchanged."""
+    stored names, sorted. Raises AttachmentError (with `.collected`) for a malformed or truncated
+    archive, or after the end when `dest` could not take some files (disk full); errors of the
+    stream's own transport propagate unchanged."""
     sink = _Sink(dest, max_file_bytes, log)
     reader = cast(IO[bytes], stream) if hasattr(stream, "read") else _ChunkReader(iter(stream))
     prefix = [p for p in strip.split("/") if p not in ("", ".")]
@@ -117,7 +120,7 @@ def collect_tar(
             collected=sorted(sink.stored.values()),
         ) from exc
     _copy_links(sink, links)
-    return sorted(sink.stored.values())
+    return sink.finish()
 
 
 def resolve_attachment(run_dir: Path, name: str) -> Path:
@@ -157,6 +160,21 @@ class _Sink:
         self._log = log
         self._taken: set[str] = set()
         self._dirs: dict[str, Path] = {}
+        self.failed: list[str] = []  # names the history could not take (disk full, read-only)
+        self.failure: OSError | None = None
+
+    def finish(self) -> list[str]:
+        """The stored names, sorted; AttachmentError naming what the history could not take."""
+        collected = sorted(self.stored.values())
+        if self.failure is None:
+            return collected
+        shown = ", ".join(f"outputs/{n}" for n in self.failed[:5]) + (" ..." if len(self.failed) > 5 else "")
+        raise AttachmentError(
+            f"Could not store {len(self.failed)} output file(s) in {self.dest}: {self.failure.strerror} "
+            f"({shown}); {len(collected)} file(s) were stored. Free space on that file system (it holds "
+            f"AMLEXEC_HOME) before the next run.",
+            collected=collected,
+        ) from self.failure
 
     def say(self, message: str) -> None:
         logger.info("%s", message)
@@ -188,18 +206,17 @@ class _Sink:
 
     def store(self, rel: str, name: str, action: Callable[..., None], *args: object) -> bool:
         """Run `action(*args)` that puts `rel` into the history as `name`; a failure of the source
-        is said and skipped, a failing history (disk full) raises AttachmentError."""
+        is said and skipped; a failing history (disk full) is said and kept for `finish`, and the
+        collection goes on: moves need no space, and smaller files may still fit."""
         try:
             action(*args)
         except OSError as exc:
             if exc.errno in _HISTORY_FAILING:
-                raise AttachmentError(
-                    f"Could not store outputs/{name} in {self.dest}: {exc.strerror}. {len(self.stored)} "
-                    f"output file(s) were stored before it. Free space on that file system (it holds "
-                    f"AMLEXEC_HOME), then run again for the rest.",
-                    collected=sorted(self.stored.values()),
-                ) from exc
-            self.say(f"outputs/{display(rel)}: not collected ({exc.strerror or exc}).")
+                self.failed.append(name)
+                self.failure = self.failure or exc
+                self.say(f"outputs/{name}: not stored ({exc.strerror} in {self.dest}).")
+            else:
+                self.say(f"outputs/{display(rel)}: not collected ({exc.strerror or exc}).")
             return False
         self.stored[rel] = name
         self._taken.add(name)
