@@ -26,8 +26,7 @@ from jupyter_amlexec.core.history import History
 from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.outputs import collect_directory, collect_tar
 from jupyter_amlexec.core.snapshot import SnapshotStore
-
-from ..conftest import require
+from tests.conftest import require
 
 MB = 1024 * 1024
 

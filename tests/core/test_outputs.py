@@ -7,6 +7,7 @@ import io
 import os
 import socket
 import tarfile
+import tempfile
 import textwrap
 import tracemalloc
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from jupyter_amlexec.core.errors import AttachmentError
 from jupyter_amlexec.core.history import History
 from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.outputs import collect_directory, collect_tar, resolve_attachment
+from tests.conftest import require
 
 MB = 1024 * 1024
 
@@ -186,6 +188,20 @@ def test_a_collection_moves_only_the_run_s_own_files_and_keeps_modes_and_folders
     assert (tmp_path / "dest" / "a" / "b" / "deep.txt").read_text() == "deep"
     assert os.stat(tmp_path / "dest" / "run.sh").st_mode & 0o777 == 0o755
     assert collect_directory(tmp_path / "missing", tmp_path / "dest2", MB, lambda line: None) == []
+
+
+def test_outputs_on_another_file_system_are_copied(tmp_path: Path) -> None:
+    # Given outputs/ on another file system than the history (a rename cannot cross it)
+    require(os.path.isdir("/dev/shm") and os.stat("/dev/shm").st_dev != tmp_path.stat().st_dev, "/dev/shm")
+    with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="amlexec-outputs-") as other:
+        out = Path(other) / "outputs"
+        (out / "sub").mkdir(parents=True)
+        for i in range(50):
+            (out / "sub" / f"f{i}.txt").write_text(f"{i}\n")
+        # When they are collected, then every file arrives whole
+        collected = collect_directory(out, tmp_path / "dest", MB, lambda line: None)
+        assert collected == sorted(f"sub/f{i}.txt" for i in range(50))
+        assert all((tmp_path / "dest" / "sub" / f"f{i}.txt").read_text() == f"{i}\n" for i in range(50))
 
 
 # --- tar streams (Docker's get_archive, later ssh tar) ----------------------------------------------------
