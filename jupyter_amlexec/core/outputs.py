@@ -115,7 +115,7 @@ def collect_tar(
     except tarfile.TarError as exc:
         raise AttachmentError(
             f"The outputs archive from the target is malformed or ended early ({exc}); "
-            f"{len(sink.stored)} file(s) were stored in {dest} before it. Run again to collect the rest.",
+            f"{len(sink.stored)} file(s) were stored in {dest} before it; the rest of outputs/ was not.",
             collected=sorted(sink.stored.values()),
         ) from exc
     _copy_links(sink, links)
@@ -176,6 +176,7 @@ class _Sink:
         ) from self.failure
 
     def say(self, message: str) -> None:
+        message = _raw(message).decode("utf-8", "backslashreplace")  # OS names in it: valid UTF-8 only
         logger.info("%s", message)
         try:
             self._log(message)

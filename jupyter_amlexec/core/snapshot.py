@@ -60,7 +60,8 @@ class Snapshot:
     entry_script: str | None
     store: SnapshotStore = field(compare=False, repr=False)
     # (path, reason) of what the take() that made this object left out: link loops, links leaving
-    # the project, FIFOs, unreadable files and folders. Not part of the manifest or the id.
+    # the project, FIFOs, unreadable files and folders; valid UTF-8 (invalid name bytes as \xNN).
+    # Not part of the manifest or the id: a snapshot read back with get() has none.
     skipped: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
@@ -358,8 +359,18 @@ def _follow_link(
 
 
 def _skip(rel: str, reason: str) -> tuple[str, str]:
+    """(path, reason) as valid UTF-8 (a name's invalid bytes as \\xNN): they go into logs and the history."""
+    rel, reason = (_utf8(text) for text in (rel, reason))
     log.warning("snapshot skips %s: %s", rel, reason)
     return rel, reason
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[Any]]]) -> bool:

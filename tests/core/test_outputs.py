@@ -88,6 +88,7 @@ def test_links_inside_outputs_that_leave_it_are_skipped_and_named(tmp_path: Path
     (out / "loop_b").symlink_to("loop_a")
     (out / "sub" / "same_result").symlink_to("../result.txt")
     (out / "to_sub").symlink_to("sub")
+    os.symlink(os.fsencode(tmp_path) + b"/caf\xe9", os.fsencode(out) + b"/odd_target")
     lines: list[str] = []
     # When they are collected
     dest = tmp_path / "history" / "outputs"
@@ -98,8 +99,19 @@ def test_links_inside_outputs_that_leave_it_are_skipped_and_named(tmp_path: Path
     assert (dest / "sub" / "same_result").read_text() == "42\n"
     assert not any(p.is_symlink() for p in dest.rglob("*"))
     log = "\n".join(lines)
-    for name in ("to_host_file", "to_host_dir", "sub/up_and_out", "dangling", "loop_a", "loop_b", "to_sub"):
+    skipped = (
+        "to_host_file",
+        "to_host_dir",
+        "sub/up_and_out",
+        "dangling",
+        "loop_a",
+        "loop_b",
+        "to_sub",
+        "odd_target",
+    )
+    for name in skipped:
         assert f"outputs/{name}: not collected" in log, name
+    assert log.encode("utf-8") and "caf\\xe9" in log  # a link target's bytes, escaped in the log
     assert str(host / "thesis.tex") in log
     assert state(host) == before
 

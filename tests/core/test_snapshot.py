@@ -209,6 +209,7 @@ def special_files(root: Path) -> socket.socket:
     if os.geteuid() == 0:
         os.mknod(root / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
     (root / "dangling.py").symlink_to(root / "nowhere.py")
+    os.mkfifo(os.fsencode(root) + b"/fifo\xff")  # a name that is not UTF-8
     return server
 
 
@@ -235,7 +236,7 @@ def test_symlink_loops_and_special_files_are_skipped_with_a_warning(
     # with its reason and named in a warning
     assert paths(snap) == ["alias.py", "pkg/mod.py", "train.py"]
     skipped = dict(snap.skipped)
-    expected = {"loop", "pkg/a", "pkg/b", "me", "pipe", "server.sock", "dangling.py"}
+    expected = {"loop", "pkg/a", "pkg/b", "me", "pipe", "server.sock", "dangling.py", "fifo\\xff"}
     expected |= {"null"} if os.geteuid() == 0 else set()
     assert set(skipped) == expected
     assert skipped["pkg/a"] == skipped["me"] == "a link loop"
