@@ -256,18 +256,23 @@ class _Sink:
 
 
 def _copy_links(sink: _Sink, links: dict[str, str]) -> None:
-    """Links to files inside outputs/, stored as copies once their targets are in the history."""
-    for rel, target in links.items():
-        stored = sink.stored.get(target)
-        if stored is None:
-            sink.say(
-                f"outputs/{display(rel)}: not collected, a link to outputs/{display(target)}, which is not "
-                f"a collected file (a folder, a loop, or skipped itself)."
-            )
-            continue
-        name = sink.name_for(rel, (sink.dest / stored).stat().st_size)
-        if name is not None:
-            sink.store(rel, name, sink.copy_stored, stored, name)
+    """Links to files inside outputs/, stored as copies once their targets are in the history. In
+    rounds: an archive's link may point at a hard link that is itself copied in this pass."""
+    pending = dict(links)
+    while True:
+        ready = {rel: sink.stored[target] for rel, target in pending.items() if target in sink.stored}
+        if not ready:
+            break
+        for rel, stored in ready.items():
+            del pending[rel]
+            name = sink.name_for(rel, (sink.dest / stored).stat().st_size)
+            if name is not None:
+                sink.store(rel, name, sink.copy_stored, stored, name)
+    for rel, target in pending.items():
+        sink.say(
+            f"outputs/{display(rel)}: not collected, a link to outputs/{display(target)}, which is not "
+            f"a collected file (a folder, a loop, or skipped itself)."
+        )
 
 
 # --- a folder on this machine ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import textwrap
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from jupyter_amlexec.core.outputs import collect_directory, collect_tar, resolve
 from tests.conftest import require
 
 MB = 1024 * 1024
+BASE_IMAGE = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")
 
 
 def state(folder: Path) -> dict[bytes, tuple[str, bytes | str]]:
@@ -326,6 +328,62 @@ def test_a_large_tar_streams_without_being_held_in_memory(tmp_path: Path) -> Non
     assert collected == ["model.bin"]
     assert (tmp_path / "d" / "model.bin").stat().st_size == size
     assert peak < 8 * MB, peak
+
+
+CONTAINER_SCRIPT = r"""
+import os
+os.makedirs("/w/outputs/sub")
+open("/w/outputs/ok.txt", "w").write("ok")
+os.symlink("/etc/hostname", "/w/outputs/host_link")
+os.symlink("ok.txt", "/w/outputs/in_link")
+os.link("/w/outputs/ok.txt", "/w/outputs/hard")
+open(b"/w/outputs/\xff.bin", "wb").write(b"ff")
+os.mkfifo("/w/outputs/fifo")
+os.symlink("/etc", "/w/linked_outputs")
+"""
+
+
+@pytest.fixture
+def container() -> Iterator[Any]:
+    """A finished container of the test image whose outputs hold links out, a hard link, a FIFO and a
+    non-UTF-8 name (removed afterwards)."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+        client.images.get(BASE_IMAGE)
+    except Exception as exc:  # noqa: BLE001 - no docker-py, no engine or no test image
+        require(False, f"a Docker engine with {BASE_IMAGE} ({exc})")
+    made = client.containers.create(
+        BASE_IMAGE,
+        ["python3", "-c", CONTAINER_SCRIPT],
+        labels={"amlexec.test": "outputs"},
+        network_mode="none",
+    )
+    try:
+        made.start()
+        assert made.wait(timeout=60)["StatusCode"] == 0
+        yield made
+    finally:
+        made.remove(force=True)
+
+
+def test_a_real_docker_archive_of_outputs_is_collected_safely(container: Any, tmp_path: Path) -> None:
+    # Given the archive the Docker engine hands over for a container's outputs/
+    stream, _ = container.client.api.get_archive(container.id, "/w/outputs")
+    lines: list[str] = []
+    # When it is collected, then its regular files (hard link and inside link as copies) are stored
+    # under UTF-8 names, and the link out and the FIFO are named and skipped
+    collected = collect_tar(stream, "outputs", tmp_path / "d", MB, lines.append)
+    assert collected == ["\\xff.bin", "hard", "in_link", "ok.txt"]
+    assert [(tmp_path / "d" / n).read_bytes() for n in collected] == [b"ff", b"ok", b"ok", b"ok"]
+    log = "\n".join(lines)
+    assert "outputs/host_link: not collected" in log and "outputs/fifo: not collected" in log
+    # And an outputs/ that is itself a link to /etc gives nothing
+    stream, _ = container.client.api.get_archive(container.id, "/w/linked_outputs")
+    assert collect_tar(stream, "linked_outputs", tmp_path / "e", MB, lines.append) == []
+    assert "outputs/ is a link to /etc" in lines[-1]
 
 
 # --- reading attachments ---------------------------------------------------------------------------------
