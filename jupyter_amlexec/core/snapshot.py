@@ -278,18 +278,18 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec[Any] | None:
     return None
 
 
-Skipped = list[tuple[str, str]]
+_Skipped = list[tuple[str, str]]
 _Specs = list[tuple[str, pathspec.PathSpec[Any]]]
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, os.stat_result]], Skipped]:
+def _walk(root: Path) -> tuple[list[tuple[str, os.stat_result]], _Skipped]:
     """(posix relative path, stat) of every file to snapshot, in no particular order, and (path,
     reason) of what was left out. Ignore files apply to their subtree; links to files inside the
     project are followed, other links (leaving it, to a folder, dangling, a loop) are skipped, as
     are FIFOs, sockets and folders that cannot be listed. A loop over a stack of folders, not
     recursion: this runs once per folder of a project."""
     found: list[tuple[str, os.stat_result]] = []
-    skipped: Skipped = []
+    skipped: _Skipped = []
     folders: list[tuple[str, str, _Specs]] = [(str(root), "", [])]
     while folders:
         directory, prefix, specs = folders.pop()
@@ -327,7 +327,7 @@ def _walk(root: Path) -> tuple[list[tuple[str, os.stat_result]], Skipped]:
     return found, skipped
 
 
-def _with_ignore_file(directory: Path, prefix: str, specs: _Specs, skipped: Skipped) -> _Specs:
+def _with_ignore_file(directory: Path, prefix: str, specs: _Specs, skipped: _Skipped) -> _Specs:
     try:
         spec = _ignore_spec(directory)
     except OSError as exc:
@@ -338,7 +338,7 @@ def _with_ignore_file(directory: Path, prefix: str, specs: _Specs, skipped: Skip
 
 
 def _follow_link(
-    root: Path, path: str, rel: str, found: list[tuple[str, os.stat_result]], skipped: Skipped
+    root: Path, path: str, rel: str, found: list[tuple[str, os.stat_result]], skipped: _Skipped
 ) -> None:
     """A link is taken as the file it points to when that is a regular file inside the project."""
     try:
