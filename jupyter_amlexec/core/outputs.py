@@ -426,24 +426,26 @@ def _fileobj_copier(source: IO[bytes]) -> Callable[[int], None]:
 
 
 class _ChunkReader(io.RawIOBase):
-    """A file-like view of an iterator of byte chunks (docker-py's `get_archive` stream)."""
+    """A file-like view of an iterator of byte chunks (docker-py's `get_archive` stream). A view
+    and an offset into the current chunk: no copy of what is left of it on every read."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._left = b""
+        self._chunk = memoryview(b"")
+        self._at = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._left:
+        while self._at >= len(self._chunk):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._left = bytes(chunk)
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
+            self._chunk, self._at = memoryview(chunk).cast("B"), 0
+        n = min(len(buffer), len(self._chunk) - self._at)
+        buffer[:n] = self._chunk[self._at : self._at + n]
+        self._at += n
         return n
 
 
