@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jupyter_amlexec.core.errors import AttachmentError
-from jupyter_amlexec.core.outputs import collect_tar
+from jupyter_amlexec.core.outputs import collect_directory, collect_tar
 
 PARTS = st.sampled_from(["outputs", "..", ".", "", "a", "b", "\udcff", "é", "x\\xff", "/etc", "sub"])
 ANY_NAMES = st.lists(PARTS, min_size=1, max_size=4).map("/".join)
@@ -67,3 +67,67 @@ def test_any_archive_stores_only_regular_files_inside_dest(
             line.encode("utf-8")
     finally:
         shutil.rmtree(base)
+
+
+ENTRY = st.tuples(
+    st.lists(st.sampled_from(["a", "b", "\udcff", "é", "x\\xff"]), min_size=1, max_size=3).map("/".join),
+    st.sampled_from(["file", "dir", "link", "hardlink", "fifo"]),
+    st.sampled_from(["HOST", "HOST/secret.txt", "..", "../..", "a", "a/b", "b", "/etc", "missing", "."]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries=st.lists(ENTRY, max_size=10))
+def test_any_outputs_folder_leaves_everything_outside_it_as_it_was(
+    entries: list[tuple[str, str, str]],
+) -> None:
+    base = Path(tempfile.mkdtemp(prefix="amlexec-prop-"))
+    try:
+        host = base / "host"
+        host.mkdir()
+        (host / "secret.txt").write_text("mine")
+        before = sorted((p.name, p.read_bytes(), p.stat().st_ino) for p in host.iterdir())
+        out = base / "work" / "outputs"
+        out.mkdir(parents=True)
+        for rel, kind, target in entries:
+            make(out, rel, kind, target.replace("HOST", str(host)))
+        dest = base / "history" / "outputs"
+        lines: list[str] = []
+        collected = collect_directory(out, dest, 1 << 20, lines.append)
+        assert sorted((p.name, p.read_bytes(), p.stat().st_ino) for p in host.iterdir()) == before
+        host_inodes = {ino for _, _, ino in before}
+        for name in collected:
+            name.encode("utf-8")
+            assert (dest / name).is_file() and not (dest / name).is_symlink()
+            assert (dest / name).stat().st_ino not in host_inodes  # a copy, never the host's own file
+        stored = [os.path.join(d, n) for d, dirs, files in os.walk(base / "history") for n in dirs + files]
+        assert not any(os.path.islink(p) for p in stored)
+        assert all(line.encode("utf-8") for line in lines)
+    finally:
+        shutil.rmtree(base)
+
+
+def make(out: Path, rel: str, kind: str, target: str) -> None:
+    """One entry of a generated outputs/ folder; a clash with an earlier one is simply not made."""
+    parent = out
+    for part in rel.split("/")[:-1]:
+        parent = parent / part
+        if parent.is_symlink():
+            return  # through a link made earlier: the script writes only into its own outputs/
+    path = os.fsencode(out / rel)
+    if os.path.lexists(path):
+        return  # never write through an earlier link or into an earlier FIFO
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if kind == "file":
+            Path(os.fsdecode(path)).write_bytes(rel.encode("utf-8", "surrogateescape"))
+        elif kind == "dir":
+            os.mkdir(path)
+        elif kind == "link":
+            os.symlink(target, path)
+        elif kind == "hardlink":
+            os.link(target if os.path.isabs(target) else out / target, path, follow_symlinks=False)
+        else:
+            os.mkfifo(path)
+    except OSError:
+        pass
