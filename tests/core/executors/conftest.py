@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_amlexec.core.executors.docker_build import BUILD_NAME_PREFIX
+from jupyter_amlexec.core.executors.docker.build import BUILD_NAME_PREFIX
 from tests.conftest import require
 
 BASE_IMAGE = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")

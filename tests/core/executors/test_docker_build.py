@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from jupyter_amlexec.core.executors import docker_build, pip_forwarding
-from jupyter_amlexec.core.executors.docker_build import BUILD_LABEL, BUILD_NAME_PREFIX, ENV_PREFIX
+from jupyter_amlexec.core.executors.docker import build as docker_build
+from jupyter_amlexec.core.executors.docker import pip_forwarding
+from jupyter_amlexec.core.executors.docker.build import BUILD_LABEL, BUILD_NAME_PREFIX, ENV_PREFIX
 from tests.conftest import require
 
 from .conftest import BASE_IMAGE, PYSPARK_IMAGE, has_image

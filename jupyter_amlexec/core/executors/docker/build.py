@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ..environment import pip_only_supported
-from ..errors import EnvironmentBuildError
-from ..models import EnvironmentSpec
-from .base import ControlLog
+from ...environment import pip_only_supported
+from ...errors import EnvironmentBuildError
+from ...models import EnvironmentSpec
+from ..base import ControlLog
 from .pip_forwarding import host_pip_files
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,6 @@ def build_environment_image(
     """Build `tag` from the base image's attrs; returns the new image id. EnvironmentBuildError on failure."""
     import docker
 
-    conda_file = env.conda_file or "aml_config/conda_dependencies.yml"
     config = base.get("Config") or {}
     previous = _image_id(client, tag)
     # Only a base image with an ENTRYPOINT gets it overridden (then restored by the commit): the
@@ -194,38 +193,9 @@ def build_environment_image(
             lines.feed(chunk)
         lines.close()
         code = int(container.wait().get("StatusCode", 1))
-        tail = lines.last()
-        if code == EXIT_CONDA_ONLY:
-            names = ", ".join(pip_only_supported(env))
-            raise EnvironmentBuildError(
-                f"{conda_file} asks for conda packages ({names}) but the base image {base_name} "
-                f"(baseDockerImage in aml_config/{target_name}.compute) has no conda, mamba or micromamba. "
-                f"Move them to the `pip:` section if pip has them, or use a base image with conda.",
-                tail,
-            )
-        if code == EXIT_PYTHON_MISMATCH:
-            have = _base_python(lines.tail)
-            raise EnvironmentBuildError(
-                f"{conda_file} asks for python {env.python_version} but the base image {base_name} "
-                f"(baseDockerImage in aml_config/{target_name}.compute) has python {have}. Change `python=` "
-                f"in {conda_file} to {have}, or set baseDockerImage to an image with python "
-                f"{env.python_version}.",
-                tail,
-            )
         if code != 0:
-            raise EnvironmentBuildError(
-                f"Building the environment image {tag} over {base_name} failed (exit code {code}); "
-                f"see the build log tail below. Fix {conda_file} and prepare again.",
-                tail,
-            )
-        changes = [f"ENTRYPOINT {json.dumps(config['Entrypoint'])}"] if override else []
-        changes += [
-            f"ENV PATH={ENV_PREFIX}/bin:{_path_of(config)}",
-            "WORKDIR " + (config.get("WorkingDir") or "/"),
-            "USER " + (config.get("User") or "0"),
-            "CMD " + json.dumps(config.get("Cmd") or ["python3"]),
-            f"LABEL amlexec.recipe={RECIPE_VERSION} amlexec.environment={tag}",
-        ]
+            raise _build_failure(code, env, lines, tag, base_name, target_name)
+        changes = _commit_changes(config, tag, entrypoint=bool(override))
         repository, _, version = tag.rpartition(":")
         image = container.commit(repository=repository, tag=version, changes=changes)
         log_to(f"Built {tag} ({image.short_id}).\n")
@@ -241,6 +211,48 @@ def build_environment_image(
     if previous and previous != image.id:
         _remove_if_unused(client, previous)
     return str(image.id)
+
+
+def _commit_changes(config: Mapping[str, Any], tag: str, *, entrypoint: bool) -> list[str]:
+    """The commit's Dockerfile lines: the base image's own settings restored, the env's PATH first."""
+    changes = [f"ENTRYPOINT {json.dumps(config['Entrypoint'])}"] if entrypoint else []
+    return changes + [
+        f"ENV PATH={ENV_PREFIX}/bin:{_path_of(config)}",
+        "WORKDIR " + (config.get("WorkingDir") or "/"),
+        "USER " + (config.get("User") or "0"),
+        "CMD " + json.dumps(config.get("Cmd") or ["python3"]),
+        f"LABEL amlexec.recipe={RECIPE_VERSION} amlexec.environment={tag}",
+    ]
+
+
+def _build_failure(
+    code: int, env: EnvironmentSpec, lines: _Lines, tag: str, base_name: str, target_name: str
+) -> EnvironmentBuildError:
+    """The error for a build that exited with `code`, naming what to change, with the log tail."""
+    tail = lines.last()
+    conda_file = env.conda_file or "aml_config/conda_dependencies.yml"
+    if code == EXIT_CONDA_ONLY:
+        names = ", ".join(pip_only_supported(env))
+        return EnvironmentBuildError(
+            f"{conda_file} asks for conda packages ({names}) but the base image {base_name} "
+            f"(baseDockerImage in aml_config/{target_name}.compute) has no conda, mamba or micromamba. "
+            f"Move them to the `pip:` section if pip has them, or use a base image with conda.",
+            tail,
+        )
+    if code == EXIT_PYTHON_MISMATCH:
+        have = _base_python(lines.tail)
+        return EnvironmentBuildError(
+            f"{conda_file} asks for python {env.python_version} but the base image {base_name} "
+            f"(baseDockerImage in aml_config/{target_name}.compute) has python {have}. Change `python=` "
+            f"in {conda_file} to {have}, or set baseDockerImage to an image with python "
+            f"{env.python_version}.",
+            tail,
+        )
+    return EnvironmentBuildError(
+        f"Building the environment image {tag} over {base_name} failed (exit code {code}); "
+        f"see the build log tail below. Fix {conda_file} and prepare again.",
+        tail,
+    )
 
 
 def _remove_stale_build_containers(client: Any, tag: str) -> None:
