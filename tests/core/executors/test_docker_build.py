@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_amlexec.core.errors import EnvironmentBuildError
 from jupyter_amlexec.core.executors.docker import build as docker_build
 from jupyter_amlexec.core.executors.docker import pip_forwarding
 from jupyter_amlexec.core.executors.docker.build import BUILD_LABEL, BUILD_NAME_PREFIX, ENV_PREFIX
@@ -203,3 +204,20 @@ def test_the_age_of_a_build_container_reads_both_timestamp_forms() -> None:
         assert 595 < age < 610
     assert docker_build._age_seconds(SimpleNamespace(attrs={"Created": "yesterday"})) == 0.0
     assert docker_build._age_seconds(SimpleNamespace(attrs={})) == 0.0
+
+
+def test_a_failed_build_says_so_with_the_tail_of_the_build_log(built: Any, project: Path, home: Path) -> None:
+    # Given a conda file whose pip section names a package no index has
+    conda = (
+        "name: env\ndependencies:\n  - python=3.11\n  - pip:\n    - amlexec-no-such-package-anywhere==0.0.1\n"
+    )
+    session = docker_project(project, conda=conda)
+    # When the environment is prepared
+    with pytest.raises(EnvironmentBuildError) as failure:
+        session.prepare("box", force=True)
+    # Then the error says the build failed, what to fix, and carries pip's own words from the log
+    message = str(failure.value)
+    assert "failed (exit code 1)" in message and "Fix aml_config/conda_dependencies.yml" in message
+    assert "--- build log (tail) ---" in message
+    assert "amlexec-no-such-package-anywhere" in failure.value.log_tail
+    assert "No matching distribution found" in failure.value.log_tail

@@ -16,6 +16,7 @@ import os
 import socket
 import tarfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,16 @@ _SETTING_ERRORS = (
 
 class _NoShell(Exception):
     """The image has no /bin/sh for the stdin bootstrap."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What a run's container is made of: the image, its own entrypoint and user, create arguments."""
+
+    image: str
+    entrypoint: list[str]
+    user: str
+    kwargs: Mapping[str, Any]
 
 
 class Launcher:
@@ -180,29 +191,20 @@ class Launcher:
             return f"{RUN_FILES}/{path}"
         return path
 
-    def start(
-        self,
-        client: Any,
-        image: str,
-        entrypoint: list[str],
-        user: str,
-        kwargs: Mapping[str, Any],
-        snapshot: Snapshot,
-        log_to: ControlLog,
-    ) -> str:
+    def start(self, client: Any, spec: ContainerSpec, snapshot: Snapshot, log_to: ControlLog) -> str:
         """Create the container, send the snapshot in and start it; its id."""
         docker = docker_module()
         try:
             payload, files = self._payload(snapshot)
             log_to(f"Sending the snapshot ({_files_and_size(files, len(payload))}) through stdin.\n")
-            return self._start_with_stdin(client, image, entrypoint, user, kwargs, payload)
+            return self._start_with_stdin(client, spec, payload)
         except _NoShell:
             unpack_to = RUN_FILES if self.settings.shared_volumes else WORKDIR
             payload, files = self._payload(snapshot, unpack_to.lstrip("/") + "/")
             log_to(
                 f"The image has no /bin/sh: copying the snapshot ({_files_and_size(files, len(payload))}).\n"
             )
-            return self._start_with_put_archive(client, image, kwargs, payload)
+            return self._start_with_put_archive(client, spec.image, spec.kwargs, payload)
         except docker.errors.APIError as exc:
             raise start_error(self.settings, exc) from exc
 
@@ -221,18 +223,11 @@ class Launcher:
                 tar.addfile(info, io.BytesIO(snapshot.read(entry.path)))
         return buffer.getvalue(), len(ours)
 
-    def _start_with_stdin(
-        self,
-        client: Any,
-        image: str,
-        entrypoint: list[str],
-        user: str,
-        kwargs: Mapping[str, Any],
-        payload: bytes,
-    ) -> str:
+    def _start_with_stdin(self, client: Any, spec: ContainerSpec, payload: bytes) -> str:
         docker = docker_module()
+        kwargs, user = spec.kwargs, spec.user
         args = dict(kwargs)
-        args["command"] = [*entrypoint, *kwargs["command"]]
+        args["command"] = [*spec.entrypoint, *kwargs["command"]]
         if self.settings.shared_volumes:  # the project is mounted: unpack our files beside it
             args["command"] = ["--amlexec-into", RUN_FILES, *args["command"]]
         if user not in ROOT_USERS:  # unpack as root, run as the image's user
@@ -240,7 +235,11 @@ class Launcher:
             args["user"] = "0"
             args["environment"] = {**kwargs["environment"], "AMLEXEC_DROP": DROP_PRIVILEGES}
         container = _create_container(
-            client, image, args, entrypoint=["/bin/sh", "-c", BOOTSTRAP, "amlexec-bootstrap"], stdin_open=True
+            client,
+            spec.image,
+            args,
+            entrypoint=["/bin/sh", "-c", BOOTSTRAP, "amlexec-bootstrap"],
+            stdin_open=True,
         )
         try:
             sock = client.api.attach_socket(container, params={"stdin": 1, "stream": 1})

@@ -6,6 +6,7 @@ engine told apart from a refusal so a run survives an engine that stops answerin
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -44,8 +45,10 @@ def docker_module() -> Any:
 
 
 def connect_engine(settings: DockerSettings) -> Any:
-    """A docker-py client for `settings.docker_host` (no round trip yet)."""
-    return docker_module().DockerClient(base_url=settings.docker_host, timeout=CLIENT_TIMEOUT_SECONDS)
+    """A docker-py client for `settings.docker_host`; DOCKER_TLS_VERIFY / DOCKER_CERT_PATH from the
+    environment still apply (TLS to a tcp:// engine), whichever way the address was given."""
+    environment = {**os.environ, "DOCKER_HOST": settings.docker_host}
+    return docker_module().from_env(environment=environment, timeout=CLIENT_TIMEOUT_SECONDS)
 
 
 def engine_unavailable(settings: DockerSettings, exc: BaseException) -> TargetUnavailableError:
@@ -140,9 +143,10 @@ class Outage:
         return f"connection lost to the Docker engine at {self.docker_host} {lost:.0f} s ago, retrying"
 
     def reason(self) -> str:
-        minutes = self.give_up_after / 60
+        limit = self.give_up_after
+        took = f"{limit / 60:g} minutes" if limit >= 120 else f"{limit:g} seconds"
         return (
-            f"lost the connection to the Docker engine at {self.docker_host} for {minutes:g} minutes "
+            f"lost the connection to the Docker engine at {self.docker_host} for {took} "
             f"(last error: {self.last_error})"
         )
 

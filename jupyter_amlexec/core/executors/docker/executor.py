@@ -16,7 +16,7 @@ from ...models import EnvironmentSpec
 from ...project import ComputeTarget
 from ...snapshot import Snapshot
 from ..base import ControlLog, PreparedEnv, RunSpec
-from .container import Launcher
+from .container import ContainerSpec, Launcher
 from .engine import EngineFactory, connect_engine, engine_unavailable
 from .handle import DockerRunHandle
 from .image import EnvironmentImages
@@ -99,7 +99,8 @@ class DockerExecutor:
         private.mkdir(parents=True, exist_ok=True)
         shown = (prepared.details.get("base_image") if prepared else None) or image
         log(f"Starting a container of {_short(image)} ({shown}) on {self.docker_host}.\n")
-        container = self.launcher.start(client, image, entrypoint, user, kwargs, snapshot, log)
+        spec = ContainerSpec(image, entrypoint, user, kwargs)
+        container = self.launcher.start(client, spec, snapshot, log)
         log(f"Container {container[:12]} started.\n")
         handle = DockerRunHandle(
             client,

@@ -53,6 +53,7 @@ class DockerRunHandle:
         self._cancel_file = private_dir / "canceled"
         self._cancel_pending = False
         self._final: HandleStatus | None = None
+        self._cleaned = False
         self._copier = LogCopier(client, container_id, self.raw_log, self.outage)
 
     @property
@@ -156,8 +157,10 @@ class DockerRunHandle:
         return True
 
     def cleanup(self) -> None:
-        """Remove the container, unless the target keeps them for debugging (keepContainer)."""
+        """Remove the container, unless the target keeps them for debugging (keepContainer). Once."""
         self._copier.stop()
+        if self._cleaned:
+            return
         if self.keep_container:
             log.info("keeping container %s (keepContainer: true)", self.container_id[:12])
             return
@@ -170,6 +173,7 @@ class DockerRunHandle:
             )
         except docker.errors.NotFound:
             log.info("container %s already gone", self.container_id[:12])
+        self._cleaned = True
 
     def to_dict(self) -> dict[str, object]:
         """What `DockerExecutor.attach` needs: the container, the engine, our private folder."""

@@ -20,6 +20,21 @@ from ...project import ComputeTarget, TargetType
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DOCKER_HOST_KEY = "dockerHost"
 _HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://", "npipe://")
+# fields that are the ComputeTarget's own, under the same name and already parsed there
+_SAME_AS_TARGET = (
+    "network_mode",
+    "build_network_mode",
+    "cpus",
+    "memory",
+    "shm_size",
+    "gpus",
+    "nvidia_docker",
+    "keep_container",
+    "shared_volumes",
+    "native_shared_directory",
+    "forward_pip_config",
+    "user_managed_environment",
+)
 _HOST_FORM = re.compile(r"^(unix|npipe)://.+|^(tcp|ssh|https?)://[^\s/]+(/.*)?$")
 
 
@@ -66,19 +81,8 @@ class DockerSettings:
             target_name=target.name,
             docker_host=_docker_host(target),
             base_image=target.base_docker_image or os.environ.get("AMLEXEC_DEFAULT_BASE_IMAGE") or None,
-            network_mode=target.network_mode,
-            build_network_mode=target.build_network_mode,
-            cpus=target.cpus,
-            memory=target.memory,
-            shm_size=target.shm_size,
             volumes=tuple(target.volumes),
-            gpus=target.gpus,
-            nvidia_docker=target.nvidia_docker,
-            keep_container=target.keep_container,
-            shared_volumes=target.shared_volumes,
-            native_shared_directory=target.native_shared_directory,
-            forward_pip_config=target.forward_pip_config,
-            user_managed_environment=target.user_managed_environment,
+            **{name: getattr(target, name) for name in _SAME_AS_TARGET},
         )
 
     @property
