@@ -309,7 +309,9 @@ def test_a_reader_never_sees_offsets_without_their_metrics(home: Path) -> None:
         db = sqlite3.connect(home / "history.sqlite", isolation_level=None)
         while not stop.is_set():
             db.execute("BEGIN")
-            offset = int(db.execute("SELECT raw_cursor FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0] or 0)
+            offset = int(
+                db.execute("SELECT raw_cursor FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
+            )
             count = db.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
             db.execute("COMMIT")
             seen.append((offset, count))
