@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.api import Session, parse_env_assignments
-from .core.errors import AmlExecError, ConfigError
+from .core.errors import AmlExecError, ConfigError, Hint, set_hint_renderer
 from .core.models import RunStatus
 from .core.project import TargetType
 from .display import compare_table, record_rows, runs_table, targets_table, text_table
@@ -390,7 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CLI_HINTS = {
+    "target.attach": "amlexec computetarget attach TYPE -n {0} ...",
+    "target.prepare": "amlexec experiment prepare -c {0}",
+    "target.list": "amlexec computetarget list",
+    "runconfig.list": "amlexec runconfiguration list",
+    "project.init": "amlexec computetarget attach ... (writes aml_config/)",
+    "runs.list": "amlexec history list",
+    "submit": "amlexec experiment submit -c {0} {1}",
+}
+
+
+def cli_hint(hint: Hint) -> str:
+    """A core error's fixing command, written as an amlexec command line."""
+    return _CLI_HINTS.get(hint.verb, hint.verb).format(*hint.args, *[""] * 3).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    set_hint_renderer(cli_hint)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is cmd_target_attach:
@@ -404,10 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except ConfigError as exc:
-        print(f"amlexec: error: {exc}", file=sys.stderr)
+        print(f"amlexec: error: {exc.explained()}", file=sys.stderr)
         return EXIT_USAGE
     except AmlExecError as exc:
-        print(f"amlexec: error: {exc}", file=sys.stderr)
+        print(f"amlexec: error: {exc.explained()}", file=sys.stderr)
         return 1
 
 

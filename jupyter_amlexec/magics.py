@@ -210,7 +210,7 @@ class AmlExecMagics(Magics):
                 )
                 return None
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         raise UsageError(
             f"Unknown %aml_target subcommand {verb!r}; use list, attach, show, detach, use or prepare. See %aml_target?"
         )
@@ -292,7 +292,7 @@ class AmlExecMagics(Magics):
             else:
                 raise UsageError(f"Unknown %aml_runconfig subcommand {verb!r}; use list, show or create.")
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
 
     # --- %%aml_submit ---------------------------------------------------------------------------------
 
@@ -360,7 +360,7 @@ class AmlExecMagics(Magics):
                 force_prepare=opts.rebuild,
             )
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         return run, opts
 
     async def aml_submit_async(self, line: str, cell: str | None) -> Any:
@@ -477,13 +477,13 @@ class AmlExecMagics(Magics):
                         **filters,
                     )
                 except ValueError as exc:  # an unknown status, named with the valid ones
-                    raise UsageError(str(exc)) from exc
+                    raise UsageError(exc.explained()) from exc
         from .display import runs_table
 
         try:
             records = self.session.runs(limit=opts.limit, **filters)
         except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         self._show_table(*runs_table(records))
         return None
 
@@ -530,7 +530,7 @@ class AmlExecMagics(Magics):
                 files = session.restore(run.id, Path(opts.dest), overwrite=opts.overwrite)
                 print(f"Restored {len(files)} file(s) into {opts.dest}")
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         except AmlExecError:
             raise
         return None
@@ -588,6 +588,23 @@ def strip_comment(line: str) -> str:
 
 def _parse(magic: Any, line: str) -> Any:
     return parse_argstring(magic, strip_comment(line))
+
+
+_MAGIC_HINTS = {
+    "target.attach": "%aml_target attach {0} --type TYPE ...",
+    "target.prepare": "%aml_target prepare {0}",
+    "target.list": "%aml_target list",
+    "runconfig.list": "%aml_runconfig list",
+    "project.init": "%aml_target init",
+    "runs.list": "%aml_runs",
+    "submit": "%aml_submit -c {0} {1}",
+}
+
+
+def magic_hint(hint: Any) -> str:
+    """A core error's fixing command, written as a magic."""
+    text = _MAGIC_HINTS.get(hint.verb, hint.verb)
+    return text.format(*hint.args, *[""] * 3).strip()
 
 
 def _print_now(text: str) -> None:

@@ -260,10 +260,9 @@ class Session:
             vector = list(rc.argument_vector)
             if not vector or vector[0] == "$file":
                 raise ConfigError(
-                    f"Run configuration '{rc.name}' has ArgumentVector {vector or '[]'}: name the script to "
-                    f"run (e.g. `amlexec experiment submit -c {rc.name} train.py`).",
+                    f"Run configuration '{rc.name}' has ArgumentVector {vector or '[]'}: name the script to run.",
                     key="ArgumentVector",
-                )
+                ).with_hint("submit", rc.name, "train.py")
             script, arguments = vector[0], tuple(vector[1:]) + tuple(arguments)
         entry = self._project_relative(script)
         return entry, tuple(entry if str(a) == "$file" else str(a) for a in arguments)

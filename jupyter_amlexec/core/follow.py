@@ -10,7 +10,6 @@ lines are handed out while the run lives; the rest follows once it ends.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -140,6 +139,8 @@ async def follow_async(
     poll_interval: float = POLL_SECONDS,
 ) -> AsyncIterator[RunEvent]:
     """`follow` for an event loop (the server): reads run in a worker thread, waits with asyncio."""
+    import asyncio  # only servers need it; the CLI and kernels start faster without it
+
     view = await asyncio.to_thread(RunFollowerView, history, run_id, cursor)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

@@ -39,8 +39,8 @@ Listener = Callable[[RunEvent], None]
 
 # How long one wait on the handle may block before the log is read again: the log latency a user
 # sees. A run that ends returns from the wait at once, so this does not add to a run's duration.
-LOG_POLL_SECONDS = 0.2
-HISTORY_CHECK_SECONDS = 1.0  # how often a build looks for a cancel made by another process
+LOG_POLL_SECONDS = 0.05
+HISTORY_CHECK_SECONDS = 0.2  # how often a follower looks for a cancel asked through the history
 
 
 class EventBus:
@@ -254,7 +254,7 @@ class RunFollower:
             if state.status.terminal:
                 break
             self._note_detail(state.detail)
-            if not self._cancel_requested.is_set() and self._canceled(check_history=True):
+            if not self._cancel_requested.is_set() and self._canceled(check_history=self._history_due()):
                 self._control("Canceling: asked through the run history.")
                 handle.cancel()
         cursor = self._drain(handle, demux, cursor, final=True)
@@ -363,12 +363,16 @@ class RunFollower:
         """The log of prepare(); a cancel stops a build at its next line (the executor's clean-up
         removes what the build made)."""
         self._control(text)
-        now = time.monotonic()
-        check_history = now - self._last_history_check >= HISTORY_CHECK_SECONDS
-        if check_history:
-            self._last_history_check = now
-        if self._canceled(check_history=check_history):
+        if self._canceled(check_history=self._history_due()):
             raise RunCanceledError("canceled while the environment was being prepared")
+
+    def _history_due(self) -> bool:
+        """Whether it is time to look at the history for a cancel asked by another process."""
+        now = time.monotonic()
+        if now - self._last_history_check < HISTORY_CHECK_SECONDS:
+            return False
+        self._last_history_check = now
+        return True
 
     def _control(self, text: str) -> None:
         if not text:
