@@ -20,12 +20,14 @@ from .environment import load_environment
 from .errors import ConfigError, SnapshotError
 from .executors import create_executor
 from .executors.base import Executor, PreparedEnv, RunSpec
+from .executors.commands import Framework
+from .guardian import LINK
 from .history import History, RunRecord
 from .models import EnvironmentSpec, RunStatus
 from .paths import amlexec_home
 from .project import ComputeTarget, Project, RunConfiguration, TargetType
 from .run import Run
-from .runner import RunFollower, StartRequest
+from .runner import FOLLOWERS, RunFollower, StartRequest
 from .secrets import redact_environment
 from .snapshot import Snapshot, SnapshotStore
 from .tracking import CELL_SCRIPT, INRUN_PYTHONPATH, inrun_files
@@ -33,7 +35,6 @@ from .tracking import CELL_SCRIPT, INRUN_PYTHONPATH, inrun_files
 log = logging.getLogger(__name__)
 
 CELL_SCRIPT_NAME = "<cell>"
-MANAGED_ENVIRONMENT_TYPES = (TargetType.DOCKER, TargetType.REMOTE_DOCKER, TargetType.CLUSTER)
 
 
 def parse_env_assignments(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -63,7 +64,6 @@ class Session:
         self.snapshots = snapshots
         self.cwd = (cwd or project.root).resolve()
         self.default_run_configuration: str | None = None
-        self._followers: dict[str, RunFollower] = {}
         self._executors: dict[str, Executor] = {}
         self._lock = threading.RLock()
 
@@ -88,8 +88,13 @@ class Session:
         env: Mapping[str, str] | None = None,
         description: str | None = None,
         force_prepare: bool = False,
+        detach: bool = False,
     ) -> Run:
-        """Snapshot the project and start a run; returns at once with the run Queued."""
+        """Snapshot the project and start a run; returns at once with the run Queued.
+
+        detach=True hands the run to this process's guardian at once (the CLI's `-a`): it goes on
+        and is recorded to its end after this process exits. Otherwise this process follows it,
+        and the guardian takes over only if this process dies first."""
         if script is not None and cell is not None:
             raise ConfigError("Give a script or a cell, not both.")
         rc = self.resolve_run_configuration(run_configuration, target)
@@ -115,6 +120,7 @@ class Session:
             env=env,
             description=description,
             force_prepare=force_prepare,
+            detach=detach,
         )
 
     def rerun(self, run_id: str, **overrides: Any) -> Run:
@@ -161,8 +167,10 @@ class Session:
         env: Mapping[str, str] | None,
         description: str | None,
         force_prepare: bool = False,
+        detach: bool = False,
     ) -> Run:
-        environment = self._environment(rc, compute)
+        executor = self._executor(compute)  # an unknown type or a bad setting: refused, nothing recorded
+        environment = self._environment(rc, compute, executor)
         user_env = {**rc.environment_variables, **(env or {})}
         experiment = experiment or self.project.name
         record = self.history.create_run(
@@ -177,7 +185,12 @@ class Session:
             environment=redact_environment(user_env),
             snapshot_id=snapshot.id,
             description=description,
-            properties={"SnapshotId": snapshot.id, "EntryScript": entry, "Framework": rc.framework},
+            properties={
+                "SnapshotId": snapshot.id,
+                "EntryScript": entry,
+                "Framework": rc.framework,
+                "MaxOutputFileBytes": int(rc.max_output_file_mb * 1024 * 1024),
+            },
         )
         run_env = {
             **user_env,
@@ -186,6 +199,7 @@ class Session:
             "AMLEXEC_PROJECT": self.project.name,
         }
         python_path = (INRUN_PYTHONPATH, ".") if script_name == CELL_SCRIPT_NAME else (INRUN_PYTHONPATH,)
+        framework = Framework.of(rc.framework)
         max_output = int(rc.max_output_file_mb * 1024 * 1024)
         spec = RunSpec(
             run_id=record.run_id,
@@ -196,29 +210,28 @@ class Session:
             arguments=tuple(str(a) for a in arguments),
             environment_variables=run_env,
             python_path=python_path,
-            framework=rc.framework,
+            framework=framework,
             target=compute,
             run_configuration=rc,
             run_dir=self.history.run_dir(record.run_id),
             max_output_file_bytes=max_output,
         )
-        try:
-            executor = self._executor(compute)
-        except Exception as exc:
-            self.history.append_log(record.run_id, f"Error: {exc}\n", source="control")
-            self.history.set_status(record.run_id, RunStatus.FAILED, error=str(exc))
-            raise
+        request = StartRequest(spec, snapshot, environment, force_prepare=force_prepare)
+        if detach:
+            return self._hand_over(request)
         self.history.claim_follower(record.run_id, os.getpid())
-        follower = RunFollower(
-            self.history,
-            executor,
-            record.run_id,
-            start=StartRequest(spec, snapshot, environment, force_prepare=force_prepare),
-        )
-        with self._lock:
-            self._followers[record.run_id] = follower
+        follower = FOLLOWERS.add(RunFollower(self.history, executor, record.run_id, start=request))
         follower.begin()
+        LINK.watch(self.history.home, record.run_id, request)
         return Run(self, record.run_id)
+
+    def _hand_over(self, request: StartRequest) -> Run:
+        """Give a new run to the guardian; the lease names it at once, so no reader takes the run
+        for orphaned in the moment before the guardian claims it."""
+        run_id = request.spec.run_id
+        self.history.claim_follower(run_id, LINK.start(self.history.home))
+        LINK.hand_over(self.history.home, run_id, request)
+        return Run(self, run_id)
 
     # --- configuration -----------------------------------------------------------------------------
 
@@ -247,10 +260,9 @@ class Session:
             vector = list(rc.argument_vector)
             if not vector or vector[0] == "$file":
                 raise ConfigError(
-                    f"Run configuration '{rc.name}' has ArgumentVector {vector or '[]'}: name the script to "
-                    f"run (e.g. `amlexec experiment submit -c {rc.name} train.py`).",
+                    f"Run configuration '{rc.name}' has ArgumentVector {vector or '[]'}: name the script to run.",
                     key="ArgumentVector",
-                )
+                ).with_hint("submit", rc.name, "train.py")
             script, arguments = vector[0], tuple(vector[1:]) + tuple(arguments)
         entry = self._project_relative(script)
         return entry, tuple(entry if str(a) == "$file" else str(a) for a in arguments)
@@ -270,9 +282,11 @@ class Session:
                     ) from None
         raise SnapshotError(f"No script '{script}' in {self.cwd} or the project folder {root}.")
 
-    def _environment(self, rc: RunConfiguration, compute: ComputeTarget) -> EnvironmentSpec:
+    def _environment(
+        self, rc: RunConfiguration, compute: ComputeTarget, executor: Executor
+    ) -> EnvironmentSpec:
         """Managed targets build the conda file; local and remote Python are user-managed (Workbench)."""
-        if compute.type in MANAGED_ENVIRONMENT_TYPES:
+        if executor.needs_managed_environment:
             return load_environment(self.project, rc)
         return EnvironmentSpec(conda=None)
 
@@ -298,7 +312,9 @@ class Session:
         compute = self.project.target(rc.target)
         executor = self._executor(compute)
         executor.check()
-        return executor.prepare(self._environment(rc, compute), log or (lambda _text: None), force=force)
+        return executor.prepare(
+            self._environment(rc, compute, executor), log or (lambda _text: None), force=force
+        )
 
     # --- runs --------------------------------------------------------------------------------------
 
@@ -312,19 +328,23 @@ class Session:
         return self.run(self.history.last(self.project.name).run_id)
 
     def follower(self, run_id: str) -> RunFollower | None:
-        """This process's follower of a live run, re-attaching one if no live process follows it."""
-        with self._lock:
-            follower = self._followers.get(run_id)
+        """This process's follower of a live run, re-attaching one if no live process follows it
+        (the history's lease: a follower that died, or is a zombie, has lost it)."""
+        with FOLLOWERS.lock:
+            follower = FOLLOWERS.get(self.history.home, run_id)
             if follower is not None:
                 return follower
             record = self.history.get(run_id)
             if record.status.terminal or not self.history.claim_follower(run_id, os.getpid()):
                 return None
             if record.handle is None:
+                canceled = self.history.cancel_requested(run_id)
                 self.history.set_status(
                     run_id,
-                    RunStatus.FAILED,
-                    error="the process that was preparing this run ended before the run started",
+                    RunStatus.CANCELED if canceled else RunStatus.FAILED,
+                    error="canceled by the user before it started"
+                    if canceled
+                    else "the process that was preparing this run ended before the run started",
                 )
                 self.history.release_follower(run_id, os.getpid())
                 return None
@@ -334,8 +354,15 @@ class Session:
             except Exception:
                 self.history.release_follower(run_id, os.getpid())
                 raise
-            follower = RunFollower(self.history, executor, run_id, handle=handle)
-            self._followers[run_id] = follower
+            max_output = record.properties.get("MaxOutputFileBytes")
+            follower = RunFollower(
+                self.history,
+                executor,
+                run_id,
+                handle=handle,
+                max_output_file_bytes=int(str(max_output)) if max_output else 512 * 1024 * 1024,
+            )
+            FOLLOWERS.add(follower)
         log.info("re-attached to run %s", run_id)
         follower.begin()
         return follower
@@ -348,16 +375,16 @@ class Session:
             return ComputeTarget(name=record.target, type=TargetType(record.target_type))
 
     def cancel(self, run_id: str) -> None:
-        follower = self.follower(run_id)
+        """Stop a run from any process: the request goes into the history, where the process that
+        follows the run honours it within a fraction of a second; with no live follower, this process
+        takes the run over and stops the work through its target."""
+        follower = FOLLOWERS.get(self.history.home, run_id)
+        if follower is None:
+            if not self.history.request_cancel(run_id):
+                return  # already ended
+            follower = self.follower(run_id)
         if follower is not None:
             follower.cancel()
-            return
-        record = self.history.get(run_id)
-        if record.status.terminal:
-            return
-        if record.handle is not None:  # another live process follows it: stop the work directly
-            self._executor(self._target_of(record)).attach(record.handle).cancel()
-        self.history.set_status(run_id, RunStatus.CANCELED, error="canceled by the user")
 
     def runs(self, **filters: Any) -> list[RunRecord]:
         filters.setdefault("project", self.project.name)
@@ -373,6 +400,4 @@ class Session:
         return self.snapshots.restore(record.snapshot_id, Path(dest), overwrite=overwrite)
 
     def close(self) -> None:
-        """Stop following (the runs themselves go on; another process can re-attach)."""
-        with self._lock:
-            self._followers.clear()
+        """Nothing to release: followers belong to the process (FOLLOWERS), runs go on without us."""
