@@ -295,7 +295,7 @@ def test_cancel_while_the_environment_builds_stops_the_build_and_never_starts_th
     # Then the run is Canceled, its script never ran, and the build left no container or image
     assert run.status is RunStatus.CANCELED
     assert "must not run" not in run.logs()
-    assert run_containers(engine, run.id) == [] and build_containers(engine) == []
+    assert run_containers(engine, run.id) == [] and build_containers(engine, home) == []
     assert {i.id for i in engine.images.list(all=True)} <= images_before
 
 

@@ -308,6 +308,39 @@ def test_engine_lost_mid_run_is_retried_and_the_run_followed_to_its_end(
     assert all(c.id != handle.container_id for c in run_containers(engine))
 
 
+def test_a_run_that_ends_while_the_engine_is_lost_is_collected_when_it_answers(
+    engine: Any, handles: list[DockerRunHandle], project: Path, home: Path, tmp_path: Path
+) -> None:
+    # Given a run on an engine reached through a proxy that prints for one more second after "go"
+    with UnixSocketProxy(tmp_path / "engine.sock", ENGINE_SOCKET) as proxy:
+        executor = DockerExecutor(box(dockerHost=proxy.url), home)
+        script = (
+            "import os, time\nprint('go', flush=True)\nfor i in range(40):\n"
+            "    print('line', i, flush=True)\n    time.sleep(0.025)\n"
+            "os.makedirs('outputs', exist_ok=True)\nopen('outputs/result.txt', 'w').write('42')\n"
+        )
+        handle, _ = start(executor, project, home, script)
+        handles.append(handle)
+        wait_for_log(handle, b"go")
+        # When the engine is away until after the container has ended
+        proxy.stop()
+        assert handle.wait(0.5).status is RunStatus.RUNNING
+        engine.api.wait(handle.container_id, timeout=30)
+        assert handle.wait(0.5).status is RunStatus.RUNNING  # still lost: it cannot know yet
+        proxy.start()
+        # Then the run is followed to its real end: the whole log once, the outputs, its end time
+        state, log, _ = follow(handle)
+        assert state.status is RunStatus.COMPLETED
+        assert log.decode().splitlines() == ["go", *(f"line {i}" for i in range(40))]
+        finished = engine.api.inspect_container(handle.container_id)["State"]["FinishedAt"]
+        assert state.finished_at is not None and finished.startswith(
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(state.finished_at))
+        )
+        assert handle.collect_outputs(tmp_path / "out", 2**20, lambda _t: None) == ["result.txt"]
+        handle.cleanup()
+        assert all(c.id != handle.container_id for c in run_containers(engine))
+
+
 def test_an_engine_that_never_comes_back_ends_the_run_failed_with_the_reason(
     engine: Any, handles: list[DockerRunHandle], project: Path, home: Path, tmp_path: Path
 ) -> None:

@@ -163,6 +163,7 @@ def build_environment_image(
     forward_pip_config: bool,
     target_name: str,
     log_to: ControlLog,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """Build `tag` from the base image's attrs; returns the new image id. EnvironmentBuildError on failure."""
     import docker
@@ -178,7 +179,7 @@ def build_environment_image(
         **(override or {"command": ["/bin/sh", "-c", RECIPE]}),
         network_mode=network_mode,
         name=BUILD_NAME_PREFIX + tag.replace(":", "-").replace("/", "-") + "-" + secrets.token_hex(3),
-        labels={BUILD_LABEL: tag},
+        labels={**(labels or {}), BUILD_LABEL: tag},
         user="0",
         working_dir="/",
     )

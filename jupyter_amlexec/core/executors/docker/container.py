@@ -77,6 +77,9 @@ os.environ.pop("AMLEXEC_DROP", None)
 os.execvp(argv[0], argv)
 """
 ROOT_USERS = ("", "root", "0", "root:root", "0:0")
+# On every container we make: the amlexec home whose history it belongs to, so that a shared engine's
+# containers can be told apart by owner (clean-up of leftovers, tests on a shared engine).
+HOME_LABEL = "amlexec.home"
 # Engine messages that point at one of the target's settings: (words in the message, key, attribute)
 _SETTING_ERRORS = (
     (("network",), "networkMode", "network_mode"),
@@ -101,11 +104,17 @@ class ContainerSpec:
     kwargs: Mapping[str, Any]
 
 
+def home_label(home: Path) -> dict[str, str]:
+    """The label naming the amlexec home a container belongs to."""
+    return {HOME_LABEL: str(Path(home).resolve())}
+
+
 class Launcher:
     """Creates and starts the containers of one target's runs."""
 
-    def __init__(self, settings: DockerSettings) -> None:
+    def __init__(self, settings: DockerSettings, home: Path) -> None:
         self.settings = settings
+        self.home = home
 
     def create_kwargs(self, run: RunSpec) -> dict[str, Any]:
         """The container's command, environment, labels, mounts and limits for `run`."""
@@ -133,6 +142,7 @@ class Launcher:
                 "amlexec.run_id": run.run_id,
                 "amlexec.project": run.project_name,
                 "amlexec.target": s.target_name,
+                **home_label(self.home),
             },
             "volumes": volumes or None,
             "network_mode": s.network_mode,

@@ -139,8 +139,8 @@ class Outage:
         return self.since is not None and time.monotonic() - self.since >= self.give_up_after
 
     def detail(self) -> str:
-        lost = time.monotonic() - (self.since or time.monotonic())
-        return f"connection lost to the Docker engine at {self.docker_host} {lost:.0f} s ago, retrying"
+        # the same text for the whole outage: the runner records each change of detail
+        return f"connection lost to the Docker engine at {self.docker_host}, retrying"
 
     def reason(self) -> str:
         limit = self.give_up_after

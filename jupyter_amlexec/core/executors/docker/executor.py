@@ -35,7 +35,7 @@ class DockerExecutor:
         self._client: Any = None
         self._lock = threading.Lock()
         self.images = EnvironmentImages(self.settings, home, self.client)
-        self.launcher = Launcher(self.settings)
+        self.launcher = Launcher(self.settings, home)
 
     @property
     def docker_host(self) -> str:

@@ -19,6 +19,7 @@ from ...errors import EnvironmentBuildError
 from ...models import EnvironmentSpec
 from ..base import ControlLog, PreparedEnv
 from .build import IMAGE_REPOSITORY, RECIPE_VERSION, build_environment_image
+from .container import home_label
 from .engine import docker_module
 from .settings import DockerSettings
 
@@ -120,6 +121,7 @@ class EnvironmentImages:
             forward_pip_config=s.forward_pip_config,
             target_name=s.target_name,
             log_to=log_to,
+            labels=home_label(self.home),
         )
 
     def _base_python_matches(self, env: EnvironmentSpec, base_id: str) -> bool:
@@ -143,6 +145,7 @@ class EnvironmentImages:
                     entrypoint=[],
                     remove=True,
                     network_mode="none",
+                    labels=home_label(self.home),
                 )
                 version = raw.decode().strip()
             except Exception as exc:  # no python3 at all: let the build recipe say so
