@@ -20,6 +20,7 @@ from jupyter_amlexec.core.executors.docker import DockerExecutor
 from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.project import Project
 from tests.conftest import require
+from tests.sockproxy import UnixSocketProxy
 
 from .conftest import BASE_IMAGE, NETWORK, PYSPARK_IMAGE, build_containers, has_image, run_containers
 
@@ -515,3 +516,41 @@ def test_prepare_environment_false_runs_only_a_prepared_environment(
     session.prepare("box")
     again = session.submit(cell="import six\nprint('six', six.__version__)", run_configuration="box").wait()
     assert "six 1.16.0" in again.logs()
+
+
+def test_engine_lost_mid_run_reads_retrying_and_the_run_still_completes_with_its_whole_log(
+    engine: Any, project: Path, home: Path, tmp_path: Path
+) -> None:
+    # Given a docker target whose engine is reached through a proxy (dockerHost in its .compute)
+    with UnixSocketProxy(tmp_path / "engine.sock", "/var/run/docker.sock") as proxy:
+        docker_project(project)
+        compute = project / "aml_config" / "box.compute"
+        compute.write_text(compute.read_text() + f"dockerHost: {proxy.url}\n")
+        session = Session.open(project, home)
+        cell = (
+            "import os, time\nfor i in range(80):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
+            "os.makedirs('outputs', exist_ok=True)\nopen('outputs/done.txt', 'w').write('done')\n"
+        )
+        run = session.submit(cell=cell, run_configuration="box")
+        deadline = time.monotonic() + 60
+        while "line 5\n" not in run.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # When the engine stops answering for a few seconds mid-run
+        proxy.stop()
+        while "connection lost" not in (session.history.get(run.id).detail or ""):
+            assert time.monotonic() < deadline, "the run should say the connection is lost"
+            time.sleep(0.05)
+        # Then meanwhile the history says Running, connection lost, retrying
+        record = session.history.get(run.id)
+        assert record.status is RunStatus.RUNNING and "retrying" in (record.detail or "")
+        time.sleep(2)
+        proxy.start()
+        # And when it answers again the run is followed to its end: every line once, outputs back
+        run.wait(timeout=60)
+        assert run.status is RunStatus.COMPLETED
+        assert [line for line in run.logs().splitlines() if line.startswith("line ")] == [
+            f"line {i}" for i in range(80)
+        ]
+        assert run.outputs == ["done.txt"]
+        assert "connection lost to the Docker engine" in run.logs("control")
+        assert run_containers(engine, run.id) == []

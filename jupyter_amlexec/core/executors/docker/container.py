@@ -285,7 +285,8 @@ class Launcher:
 
 
 def _files_and_size(files: int, size: int) -> str:
-    return f"{files} file{'s' if files != 1 else ''}, {size / 1e6:.1f} MB"
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{max(size / 1e3, 1):.0f} kB"
+    return f"{files} file{'s' if files != 1 else ''}, {shown}"
 
 
 def _send_and_close(sock: Any, payload: bytes) -> None:
