@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_amlexec.core.errors import TargetUnavailableError
 from jupyter_amlexec.core.executors.base import HandleStatus, RunSpec, read_log_chunk
 from jupyter_amlexec.core.executors.commands import Framework
 from jupyter_amlexec.core.executors.docker import DockerExecutor, DockerRunHandle
@@ -193,11 +194,16 @@ def test_cancel_stops_the_container_within_a_second(
     assert handle.poll() == state
 
 
-def test_reattach_in_a_fresh_handle_continues_the_log_with_each_line_once(
-    handles: list[DockerRunHandle], project: Path, home: Path
+def test_reattach_in_a_fresh_handle_continues_the_log_with_each_line_once_and_keeps_the_output_cap(
+    handles: list[DockerRunHandle], project: Path, home: Path, tmp_path: Path
 ) -> None:
-    # Given a process that started a run printing numbered lines and was killed while it ran
-    script = "import time\nfor i in range(60):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
+    # Given a process that started a run printing numbered lines (and then writing a 2 MB output,
+    # over its 1 MB cap) and was killed while it ran
+    script = (
+        "import os, time\nfor i in range(60):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
+        "os.makedirs('outputs', exist_ok=True)\nopen('outputs/big.bin', 'wb').write(b'x' * 2**21)\n"
+        "open('outputs/small.txt', 'w').write('s')\n"
+    )
     code = (
         "import json, sys, time\nfrom pathlib import Path\n"
         "from jupyter_amlexec.core.executors.docker import DockerExecutor\n"
@@ -229,7 +235,9 @@ def test_reattach_in_a_fresh_handle_continues_the_log_with_each_line_once(
     # Then the log continues from the cursor: every line exactly once, in order
     assert state.status is RunStatus.COMPLETED
     assert (seen.data + rest).decode().splitlines() == [f"line {i}" for i in range(60)]
+    # And the run's 1 MB output cap holds for the new handle, whatever limit its caller passes
     assert data["max_output_file_bytes"] == 2**20
+    assert again.collect_outputs(tmp_path / "out", 512 * 2**20, lambda _t: None) == ["small.txt"]
 
 
 def test_output_size_cap_skips_big_files_and_names_them(
@@ -386,3 +394,17 @@ def test_a_cancel_while_the_engine_is_lost_is_sent_when_it_answers_again(
         state, log, _ = follow(handle, timeout=30)
         assert state.status is RunStatus.CANCELED and log.startswith(b"up\n")
         assert not engine.api.inspect_container(handle.container_id)["State"]["Running"]
+
+
+def test_a_start_while_the_engine_is_lost_is_a_clear_error_not_a_connection_traceback(
+    engine: Any, project: Path, home: Path, tmp_path: Path
+) -> None:
+    # Given an executor that reached its engine once, and then the engine went away
+    proxy = UnixSocketProxy(tmp_path / "engine.sock", ENGINE_SOCKET).start()
+    executor = DockerExecutor(box(dockerHost=proxy.url), home)
+    executor.check()
+    proxy.stop()
+    # When a run is started, then the error names the engine and what to do
+    with pytest.raises(TargetUnavailableError, match=r"no Docker engine answers at unix://.*engine\.sock"):
+        start(executor, project, home, "print('never')")
+    assert run_containers(engine, home=home) == []

@@ -10,7 +10,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -58,6 +59,18 @@ def engine_unavailable(settings: DockerSettings, exc: BaseException) -> TargetUn
         f"Start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST (or `dockerHost` in "
         f"{settings.compute_file}) at a running engine."
     )
+
+
+@contextmanager
+def engine_errors(settings: DockerSettings) -> Iterator[None]:
+    """Turn a lost connection to the engine into TargetUnavailableError naming the engine (a run
+    that cannot even start then fails with that message, never a raw ConnectionError)."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transport_error(exc):
+            raise engine_unavailable(settings, exc) from exc
+        raise
 
 
 def is_transport_error(exc: BaseException) -> bool:

@@ -17,7 +17,7 @@ from ...project import ComputeTarget
 from ...snapshot import Snapshot
 from ..base import ControlLog, PreparedEnv, RunSpec
 from .container import ContainerSpec, Launcher
-from .engine import EngineFactory, connect_engine, engine_unavailable
+from .engine import EngineFactory, connect_engine, engine_errors, engine_unavailable
 from .handle import DockerRunHandle
 from .image import EnvironmentImages
 from .settings import DockerSettings
@@ -71,7 +71,8 @@ class DockerExecutor:
 
     def environment_key(self, env: EnvironmentSpec) -> str:
         """sha256 of (base image id, normalised conda + spark spec, recipe version)."""
-        return self.images.key(env)
+        with engine_errors(self.settings):
+            return self.images.key(env)
 
     def image_tag(self, key: str) -> str:
         return self.images.tag(key)
@@ -80,10 +81,15 @@ class DockerExecutor:
         self, env: EnvironmentSpec, log: ControlLog, *, force: bool = False, build: bool = True
     ) -> PreparedEnv:
         """The environment image: the cached tag when it exists (nothing built), else a build."""
-        return self.images.prepare(env, log, force=force, build=build)
+        with engine_errors(self.settings):
+            return self.images.prepare(env, log, force=force, build=build)
 
     def start(self, run: RunSpec, snapshot: Snapshot, log: ControlLog) -> DockerRunHandle:
         """Create, fill and start the run's container; its log is followed into executor/raw.log."""
+        with engine_errors(self.settings):
+            return self._start(run, snapshot, log)
+
+    def _start(self, run: RunSpec, snapshot: Snapshot, log: ControlLog) -> DockerRunHandle:
         client = self.client()
         prepared = run.prepared
         image = prepared.image if prepared and prepared.image else self.settings.require_base_image()

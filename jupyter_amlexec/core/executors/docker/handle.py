@@ -136,7 +136,9 @@ class DockerRunHandle:
 
     def collect_outputs(self, dest: Path, max_file_bytes: int, log: ControlLog) -> list[str]:
         """Copy outputs/ out of the container; files over max_file_bytes and links are skipped and
-        named through `log`. A lost engine is waited for (TargetUnavailableError once given up)."""
+        named through `log`. The run's own cap (MaxOutputFileSizeMB when it started) holds after a
+        re-attach too. A lost engine is waited for (TargetUnavailableError once given up)."""
+        max_file_bytes = min(max_file_bytes, self.max_output_file_bytes or max_file_bytes)
         spool = self.private_dir / "outputs.tar"
         try:
             if not call_with_retry(lambda: self._download_outputs(spool), self.outage, "collect outputs/"):
