@@ -18,7 +18,14 @@ from typing import Any, BinaryIO
 from ...models import RunStatus
 from ..base import ControlLog, HandleStatus, LogChunk, LogCursor, read_log_chunk
 from .container import WORKDIR
-from .engine import Outage, call_with_retry, docker_module, engine_time, is_transport_error
+from .engine import (
+    Outage,
+    call_with_retry,
+    docker_module,
+    engine_time,
+    is_read_timeout,
+    is_transport_error,
+)
 from .logcopy import LIVE_STATES, LogCopier
 from .settings import DockerSettings
 
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 5
 LOG_CATCH_UP_SECONDS = 30.0  # at the end, how long the status waits for the log copy to finish
 CANCELED = "canceled by the user"
+INSPECT_EVERY_SECONDS = 2.0  # while wait() times out, how often the container is inspected anyway
 
 
 class DockerRunHandle:
@@ -54,6 +62,8 @@ class DockerRunHandle:
         self._cancel_pending = False
         self._final: HandleStatus | None = None
         self._cleaned = False
+        self._started_at: float | None = None
+        self._inspected_at = 0.0
         self._copier = LogCopier(client, container_id, self.raw_log, self.outage)
 
     @property
@@ -88,8 +98,9 @@ class DockerRunHandle:
         if self.outage.active:
             self.outage.recovered()
             self._copier.nudge()
+        self._inspected_at = time.monotonic()
         state = info.get("State") or {}
-        started = engine_time(state.get("StartedAt"))
+        started = self._started_at = engine_time(state.get("StartedAt"))
         if state.get("Status") in LIVE_STATES:
             if self._cancel_pending:
                 self.cancel()
@@ -107,8 +118,13 @@ class DockerRunHandle:
             return self.poll()
         try:
             self.client.api.wait(self.container_id, timeout=max(timeout, 0.05))
-        except Exception as exc:  # a read timeout (still running), gone, or a lost engine: poll says
-            log.debug("wait on %s: %s", self.container_id[:12], exc)
+        except Exception as exc:
+            recent = time.monotonic() - self._inspected_at < INSPECT_EVERY_SECONDS
+            if is_read_timeout(exc) and recent and not self._cancel_pending:
+                # still running: the engine says so by not answering yet (an inspect now and then
+                # still checks that the engine itself has not hung)
+                return HandleStatus(RunStatus.RUNNING, started_at=self._started_at)
+            log.debug("wait on %s: %s", self.container_id[:12], exc)  # gone or lost: poll says which
         return self.poll()
 
     def logs(self, cursor: LogCursor) -> LogChunk:
