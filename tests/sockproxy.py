@@ -20,6 +20,7 @@ class UnixSocketProxy:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self.accepted = 0  # connections forwarded so far
 
     @property
     def url(self) -> str:
@@ -82,6 +83,7 @@ class UnixSocketProxy:
                     _cut(upstream)
                     return
                 self._open.update((client, upstream))
+                self.accepted += 1
             self._spawn(_pump, client, upstream)
             self._spawn(_pump, upstream, client)
 

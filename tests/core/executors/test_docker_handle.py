@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import pytest
 from jupyter_amlexec.core.errors import TargetUnavailableError
 from jupyter_amlexec.core.executors.base import HandleStatus, RunSpec, read_log_chunk
 from jupyter_amlexec.core.executors.commands import Framework
-from jupyter_amlexec.core.executors.docker import DockerExecutor, DockerRunHandle
+from jupyter_amlexec.core.executors.docker import DockerExecutor, DockerRunHandle, DockerSettings
+from jupyter_amlexec.core.executors.docker.engine import connect_engine
 from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.project import ComputeTarget, RunConfiguration
 from jupyter_amlexec.core.snapshot import SnapshotStore
@@ -408,3 +410,27 @@ def test_a_start_while_the_engine_is_lost_is_a_clear_error_not_a_connection_trac
     with pytest.raises(TargetUnavailableError, match=r"no Docker engine answers at unix://.*engine\.sock"):
         start(executor, project, home, "print('never')")
     assert run_containers(engine, home=home) == []
+
+
+def test_the_engine_connection_is_made_by_a_pluggable_factory_from_the_settings(
+    handles: list[DockerRunHandle], project: Path, home: Path, tmp_path: Path
+) -> None:
+    # Given a factory that reaches the engine its own way (here: through a proxy) for a target
+    # whose dockerHost alone would reach nothing
+    with UnixSocketProxy(tmp_path / "engine.sock", ENGINE_SOCKET) as proxy:
+        asked: list[str] = []
+
+        def through_proxy(settings: DockerSettings) -> Any:
+            asked.append(settings.docker_host)
+            return connect_engine(replace(settings, docker_host=proxy.url))
+
+        target = box(dockerHost=f"unix://{tmp_path}/nothing-here.sock")
+        executor = DockerExecutor(target, home, connect=through_proxy)
+        # When a run goes through the executor
+        handle, _ = start(executor, project, home, "print('via the factory')")
+        handles.append(handle)
+        state, log, _ = follow(handle)
+        # Then the factory got the target's settings, and every call went through its client
+        assert state.status is RunStatus.COMPLETED and log == b"via the factory\n"
+        assert asked == [f"unix://{tmp_path}/nothing-here.sock"] and proxy.accepted > 0
+        handle.cleanup()
