@@ -157,6 +157,7 @@ class Guardian:
                 run_id,
                 handle=executor.attach(record.handle),
                 max_output_file_bytes=request.spec.max_output_file_bytes,
+                secrets=request.spec.secrets,
             )
         else:
             follower = RunFollower(history, executor, run_id, start=request)

@@ -116,7 +116,8 @@ class LocalExecutor:
         )
 
     def _environment(self, run: RunSpec, work: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _KERNEL_ONLY_VARIABLES}
+        hidden = {*_KERNEL_ONLY_VARIABLES, *run.scrub_variables}  # our targets' passwords stay with us
+        env = {k: v for k, v in os.environ.items() if k not in hidden}
         if env.get("MPLBACKEND", "").startswith("module://"):
             del env["MPLBACKEND"]  # the kernel's inline backend means nothing outside the kernel
         env.update(run.environment_variables)
