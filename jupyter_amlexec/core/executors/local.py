@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TargetUnavailableError
+from ..errors import ConfigError
 from ..models import EnvironmentSpec, RunStatus
 from ..processes import same_process_alive, start_ticks
 from ..project import ComputeTarget
@@ -57,6 +57,7 @@ class LocalExecutor:
         self.target = target
         self.settings = LocalSettings.of(target)
         self.home = home
+        self.interpreter()  # a pythonLocation that does not exist is refused before a run is recorded
 
     def interpreter(self) -> str:
         if not self.settings.python_location:
@@ -64,10 +65,11 @@ class LocalExecutor:
         location = os.path.expanduser(self.settings.python_location)
         found = shutil.which(location)
         if found is None:
-            raise TargetUnavailableError(
-                f"Target '{self.target.name}': the interpreter {location!r} (pythonLocation in "
-                f"aml_config/{self.target.name}.compute) was not found. Set pythonLocation to a Python "
-                f"on this machine, or remove it to use {sys.executable}."
+            raise ConfigError(
+                f"the interpreter {location!r} of target '{self.target.name}' was not found. Set "
+                f"pythonLocation to a Python on this machine, or remove it to use {sys.executable}.",
+                file=Path("aml_config") / f"{self.target.name}.compute",
+                key="pythonLocation",
             )
         return found
 
