@@ -7,6 +7,7 @@ leaves a half-written config.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -73,16 +74,46 @@ def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one rename; on any failure the old file is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class ConfigWriteError(ConfigError, OSError):
+    """A file of aml_config/ cannot be written (read-only folder, full disk, a folder in the way).
+
+    Also an OSError (with its errno), so code that handled the raw error still does.
+    """
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        folder = path.parent
+        reason = exc.strerror or type(exc).__name__
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = (
+                f"Make {folder} writable (check its permissions, `lsattr -d` for the immutable flag, and "
+                f"whether its file system is mounted read-only), or work on a copy of the project."
+            )
+        elif exc.errno == errno.ENOSPC:
+            fix = f"Free some space on the disk holding {folder}."
+        else:
+            fix = f"Remove what is in the way of {path.name} in {folder}, or fix the folder."
+        ConfigError.__init__(self, f"cannot write {path.name}: {reason}. {fix}", file=path)
+        self.errno = exc.errno
+        self.strerror = exc.strerror
+        self.filename = str(path)
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Replace `path` with `text` in one rename; on any failure the old file is untouched and no
+    temp file is left. An OSError becomes a ConfigWriteError naming the file, the folder and the fix."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigWriteError(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ConfigWriteError(path, exc) from exc
         raise
 
 
