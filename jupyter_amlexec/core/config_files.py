@@ -97,6 +97,9 @@ class ConfigWriteError(ConfigError, OSError):
         self.strerror = exc.strerror
         self.filename = str(path)
 
+    def __str__(self) -> str:
+        return Exception.__str__(self)  # our message, not OSError's "[Errno 30] ..."
+
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Replace `path` with `text` in one rename; on any failure the old file is untouched and no

@@ -371,7 +371,8 @@ class Project:
     def _write_all(self, texts: Mapping[Path, str]) -> None:
         """Initialize aml_config/ and write every file, or, on any failure, none of it."""
         existed = self.config_dir.is_dir()
-        old = {path: path.read_bytes() if path.is_file() else None for path in texts}
+        # what to put back: a file's old content, None for "was absent" (something else there is kept)
+        old = {p: p.read_bytes() if p.is_file() else None for p in texts if p.is_file() or not p.exists()}
         created: list[Path] = []
         try:
             self._initialize(created)
@@ -382,17 +383,19 @@ class Project:
             raise
 
     def _undo(self, old: Mapping[Path, bytes | None], created: Sequence[Path], existed: bool) -> None:
+        """Put back what `_write_all` changed, each step on its own: the folder that failed the write
+        may fail some of them too (then the rest still happens and the failure is logged)."""
+        for path, content in old.items():
+            self._quietly(_put_back, path, content)
+        for path in created:
+            self._quietly(_put_back, path, None)
+        if not existed:
+            self._quietly(Path.rmdir, self.config_dir)
+
+    def _quietly(self, step: Callable[..., None], *args: Any) -> None:
         try:
-            for path, content in old.items():
-                if content is None:
-                    path.unlink(missing_ok=True)
-                elif not path.is_file() or path.read_bytes() != content:
-                    write_atomic(path, content)
-            for path in created:
-                path.unlink(missing_ok=True)
-            if not existed:
-                self.config_dir.rmdir()
-        except OSError as exc:  # the folder that failed the write may fail the undo as well
+            step(*args)
+        except OSError as exc:
             log.warning("could not undo a failed write in %s: %s", self.config_dir, exc)
 
     def detach_target(self, name: str) -> list[Path]:
@@ -441,3 +444,12 @@ class Project:
         rc = RunConfiguration(name=name, target=target, **fields_).validated()
         self.write_run_configuration(rc)
         return rc
+
+
+def _put_back(path: Path, content: bytes | None) -> None:
+    """`path` as it was: removed when it was absent (None), else its old content."""
+    if content is None:
+        if path.is_file():
+            path.unlink()
+    elif not path.is_file() or path.read_bytes() != content:
+        write_atomic(path, content)
