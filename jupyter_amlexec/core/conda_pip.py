@@ -110,6 +110,7 @@ _VERSION = re.compile(
     r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[A-Za-z0-9.]+)?(\.\*)?$", re.IGNORECASE
 )
 _SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)(?P<rest>.*)$")
+_PIP_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")  # PEP 508
 _BRACKET_VERSION = re.compile(r"""version\s*=\s*["']?([^"',\]]+)["']?""")
 
 
@@ -181,6 +182,8 @@ def conda_spec_as_pip(spec: str) -> tuple[str | None, str | None, bool]:
     if constraint is None:
         return None, "; ".join(notes) or "version not expressible for pip", True
     pypi = PYPI_NAMES.get(name, name)
+    if not _PIP_NAME.match(pypi):
+        return None, "not a package name pip accepts", True
     if pypi != name:
         notes.append(f"installed as {pypi} (its name on PyPI)")
     return pypi + constraint, "; ".join(notes) or None, False

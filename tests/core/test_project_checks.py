@@ -200,3 +200,15 @@ def test_a_first_attach_that_fails_leaves_no_template_files(tmp_path: Path) -> N
     # Then the message says what is in the way, and aml_config/ holds exactly what it held
     assert "Remove what is in the way" in str(error.value)
     assert snapshot(project.config_dir) == before
+
+
+def test_values_no_program_can_receive_are_refused_at_load(tmp_path: Path) -> None:
+    # Given values the run's process start would fail on (found by tests/core/test_config_properties.py)
+    nul = write_config(tmp_path, "n.compute", 'type: local\npythonLocation: "py\\0thon"\n')
+    eq = write_config(tmp_path, "e.runconfig", 'Target: local\nEnvironmentVariables: {"A=B": "1"}\n')
+    # Then each is a ConfigError naming the file and the key, before any run is recorded
+    with pytest.raises(ConfigError, match="'pythonLocation'.*NUL") as error:
+        ComputeTarget.load(nul)
+    assert error.value.file == nul
+    with pytest.raises(ConfigError, match="'EnvironmentVariables'.*'A=B'"):
+        RunConfiguration.load(eq)

@@ -34,11 +34,18 @@ def _as_bool(value: object, err: ErrorFactory) -> bool:
     raise err(f"bad value {value!r}; allowed: true or false.")
 
 
+def _no_nul(text: str, err: ErrorFactory) -> str:
+    """Text that ends up in argv, paths or an environment cannot hold NUL (no OS call accepts it)."""
+    if "\x00" in text:
+        raise err(f"bad value {text!r}: a NUL character (\\0) cannot reach a program or a path; remove it.")
+    return text
+
+
 def _as_str(value: object, err: ErrorFactory) -> str:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         text = str(value)
         if text.strip():
-            return text
+            return _no_nul(text, err)
     raise err(f"bad value {value!r}; allowed: a non-empty text value.")
 
 
@@ -115,7 +122,7 @@ def _as_volumes(value: object, err: ErrorFactory) -> tuple[str, ...]:
         parts = str(item).split(":") if isinstance(item, str) else []
         if not 2 <= len(parts) <= 3 or not parts[0] or not parts[1].startswith("/"):
             raise err(f"bad volume {item!r}; allowed: {allowed}.")
-        volumes.append(str(item))
+        volumes.append(_no_nul(str(item), err))
     return tuple(volumes)
 
 
@@ -125,7 +132,7 @@ def _as_str_list(value: object, err: ErrorFactory) -> tuple[str, ...]:
         for item in value:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise err(f"bad item {item!r} in {value!r}; allowed: a list of text or numbers.")
-            items.append(str(item))
+            items.append(_no_nul(str(item), err))
         return tuple(items)
     raise err(f'bad value {value!r}; allowed: a list such as ["$file", "--lr", 0.1].')
 
@@ -153,7 +160,10 @@ def _as_environment(value: object, err: ErrorFactory) -> dict[str, str]:
     for name, item in value.items():
         if item is not None and not isinstance(item, (str, int, float, bool)):
             raise err(f"bad value {item!r} for {name}; allowed: text or a number.")
-        env[str(name)] = _env_value(item)
+        text = str(name)
+        if not text or "=" in text:
+            raise err(f"bad variable name {text!r}; allowed: a non-empty name without '='.")
+        env[_no_nul(text, err)] = _no_nul(_env_value(item), err)
     return env
 
 
