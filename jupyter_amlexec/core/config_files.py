@@ -121,7 +121,23 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 
 def dump_yaml(doc: Mapping[str, Any], *, sort_keys: bool = True) -> str:
-    return yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=True)
+    """YAML text that reads back as `doc`. Readable Unicode where that is exact; where it is not (a
+    NEL or line separator inside a value reads back as a space) every non-ASCII character is escaped."""
+    text = yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=True)
+    if _same_data(yaml.load(text, Loader=_SafeLoader), dict(doc)):
+        return text
+    return yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=False)
+
+
+def _same_data(a: object, b: object) -> bool:
+    """Equality of parsed YAML data, where NaN equals NaN and a tuple equals a list."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_data(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_data(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def dump_json(doc: Mapping[str, Any]) -> str:

@@ -5,9 +5,11 @@ writes into aml_config/ or passes as NAME=VALUE either works or is refused with 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,10 @@ from jupyter_amlexec.core.project.runconfigs import RUNCONFIG_KEY_NAMES
 from jupyter_amlexec.core.project.targets import COMPUTE_KEY_NAMES
 
 pytestmark = pytest.mark.usefixtures("isolated")
+# AMLEXEC_PROPERTY_EXAMPLES=2000 for a deeper hunt than the suite's default
+EXAMPLES = int(os.environ.get("AMLEXEC_PROPERTY_EXAMPLES", "150"))
 PROPERTY = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 # --- what users write ----------------------------------------------------------------------------------
@@ -84,6 +88,16 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def same_file_data(a: ComputeTarget | RunConfiguration, b: ComputeTarget | RunConfiguration) -> bool:
+    """Equal, where a NaN kept among the unknown keys equals itself (as it does in the file)."""
+
+    def text(m: object) -> str:
+        return json.dumps(m, sort_keys=True, default=repr)
+
+    unchanged = text(a.to_mapping()) == text(b.to_mapping())
+    return unchanged and replace(a, extra={}) == replace(b, extra={})  # type: ignore[type-var]
+
+
 def worked() -> None:
     event("worked")
 
@@ -133,8 +147,7 @@ def test_any_compute_file_loads_or_is_refused_and_what_loads_round_trips(
         # what loads is written back and reads the same, unknown keys included
         path.write_text(target.to_yaml(), encoding="utf-8")
         again = ComputeTarget.load(path)
-        assert again == target
-        assert set(again.extra) == set(target.extra)
+        assert same_file_data(again, target)
 
 
 @PROPERTY
@@ -155,7 +168,7 @@ def test_any_runconfig_loads_or_is_refused_and_what_loads_round_trips(doc: dict[
         worked()
         usable_by_a_process(rc)
         path.write_text(rc.to_text(), encoding="utf-8")
-        assert RunConfiguration.load(path) == rc
+        assert same_file_data(RunConfiguration.load(path), rc)
 
 
 @PROPERTY

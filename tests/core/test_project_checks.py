@@ -212,3 +212,13 @@ def test_values_no_program_can_receive_are_refused_at_load(tmp_path: Path) -> No
     assert error.value.file == nul
     with pytest.raises(ConfigError, match="'EnvironmentVariables'.*'A=B'"):
         RunConfiguration.load(eq)
+
+
+def test_a_value_with_a_unicode_line_break_round_trips_exactly(tmp_path: Path) -> None:
+    # Given a JSON-form target whose unknown key holds a NEL (YAML would read it back as a space)
+    path = write_config(tmp_path, "t.compute", '{"type": "local", "note": "a\\u0085b", "name": "Zoë"}')
+    target = ComputeTarget.load(path)
+    # When it is written back and read again
+    path.write_text(target.to_yaml(), encoding="utf-8")
+    # Then the value is the same character for character
+    assert ComputeTarget.load(path).extra == {"note": "a\x85b", "name": "Zoë"}
