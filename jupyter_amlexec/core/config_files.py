@@ -80,7 +80,7 @@ class ConfigWriteError(ConfigError, OSError):
     Also an OSError (with its errno), so code that handled the raw error still does.
     """
 
-    def __init__(self, path: Path, exc: OSError) -> None:
+    def __init__(self, path: Path, exc: OSError, *, action: str = "write") -> None:
         folder = path.parent
         reason = exc.strerror or type(exc).__name__
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -92,7 +92,7 @@ class ConfigWriteError(ConfigError, OSError):
             fix = f"Free some space on the disk holding {folder}."
         else:
             fix = f"Remove what is in the way of {path.name} in {folder}, or fix the folder."
-        ConfigError.__init__(self, f"cannot write {path.name}: {reason}. {fix}", file=path)
+        ConfigError.__init__(self, f"cannot {action} {path.name}: {reason}. {fix}", file=path)
         self.errno = exc.errno
         self.strerror = exc.strerror
         self.filename = str(path)

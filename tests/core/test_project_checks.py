@@ -160,7 +160,7 @@ def test_a_broken_compute_file_is_left_out_and_named(tmp_path: Path) -> None:
 
 @contextmanager
 def immutable(folder: Path) -> Iterator[None]:
-    """Make `folder` refuse new files even for root (chattr +i), and always undo it."""
+    """Make `folder` refuse changes even for root (chattr +i), and always undo it."""
     require(shutil.which("chattr") is not None, "chattr (e2fsprogs)")
     done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
     require(done.returncode == 0, f"chattr +i on {folder} ({done.stderr.strip()})")
@@ -170,12 +170,29 @@ def immutable(folder: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def test_attach_into_a_read_only_aml_config_names_the_folder_and_the_fix(tmp_path: Path) -> None:
+@contextmanager
+def read_only_mount(folder: Path) -> Iterator[None]:
+    """Bind-mount `folder` over itself read-only (EROFS, also for root), and always unmount it."""
+    done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    require(done.returncode == 0, f"a bind mount (root with CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True, text=True)
+        require(ro.returncode == 0, f"a read-only remount: {ro.stderr.strip()}")
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+READ_ONLY = {"immutable": immutable, "read-only mount": read_only_mount}
+
+
+@pytest.mark.parametrize("how", sorted(READ_ONLY))
+def test_attach_into_a_read_only_aml_config_names_the_folder_and_the_fix(tmp_path: Path, how: str) -> None:
     # Given an aml_config/ that cannot be written, even by root
     project = Project(tmp_path)
     project.initialize()
     before = snapshot(project.config_dir)
-    with immutable(project.config_dir):
+    with READ_ONLY[how](project.config_dir):
         # When a target is attached
         with pytest.raises(AmlExecError) as error:
             project.attach_target("box", "docker", base_docker_image="img:1")
@@ -185,6 +202,16 @@ def test_attach_into_a_read_only_aml_config_names_the_folder_and_the_fix(tmp_pat
     assert str(project.config_dir) in str(error.value) and "Make " in str(error.value)
     assert "writable" in str(error.value)
     assert after == before
+
+
+def test_detach_from_a_read_only_aml_config_removes_nothing_and_says_why(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.attach_target("box", "docker", base_docker_image="img:1")
+    before = snapshot(project.config_dir)
+    with immutable(project.config_dir):
+        with pytest.raises(ConfigError, match="cannot remove box.*writable"):
+            project.detach_target("box")
+        assert snapshot(project.config_dir) == before
 
 
 def test_a_first_attach_that_fails_leaves_no_template_files(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..config_files import write_atomic
+from ..config_files import ConfigWriteError, write_atomic
 from ..errors import AmlExecError, ConfigError, TargetNotFoundError
 from .attach import attached_pair
 from .dependencies import conda_key_warnings, spark_key_warnings
@@ -295,9 +295,15 @@ class Project:
     # --- writing --------------------------------------------------------------------------------
 
     def initialize(self) -> list[Path]:
-        """Create aml_config/ with local + docker pairs and both dependency files; never overwrites."""
+        """Create aml_config/ with local + docker pairs and both dependency files; never overwrites.
+        When one cannot be written, none is left (ConfigWriteError naming the folder and the fix)."""
+        existed = self.config_dir.is_dir()
         created: list[Path] = []
-        self._initialize(created)
+        try:
+            self._initialize(created)
+        except BaseException:
+            self._undo({}, created, existed)
+            raise
         return created
 
     def _initialize(self, created: list[Path]) -> None:
@@ -412,10 +418,20 @@ class Project:
                 uses = False
             if uses:
                 removed.append(rc_path)
-        for p in removed:
-            p.unlink()
+        self._remove_all(removed)
         log.info("detached %s: removed %s", name, ", ".join(p.name for p in removed))
         return removed
+
+    def _remove_all(self, paths: Sequence[Path]) -> None:
+        """Remove every file, or, when one cannot be removed, put back those already gone."""
+        old = {path: path.read_bytes() for path in paths}
+        for done, path in enumerate(paths):
+            try:
+                path.unlink()
+            except OSError as exc:
+                for gone in paths[:done]:
+                    self._quietly(_put_back, gone, old[gone])
+                raise ConfigWriteError(path, exc, action="remove") from exc
 
     def create_run_configuration(self, name: str, target: str, **fields_: Any) -> RunConfiguration:
         """Write a new `<name>.runconfig` for `target` (`az ml runconfiguration create`).
