@@ -249,3 +249,22 @@ def test_a_value_with_a_unicode_line_break_round_trips_exactly(tmp_path: Path) -
     path.write_text(target.to_yaml(), encoding="utf-8")
     # Then the value is the same character for character
     assert ComputeTarget.load(path).extra == {"note": "a\x85b", "name": "Zoë"}
+
+
+def test_a_listing_says_each_warning_once_through_config_problems(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a target with a typo
+    write_config(tmp_path, "box.compute", "type: docker\nbaseDockerImag: x\n")
+    project = Project(tmp_path)
+    # When a listing is made and its problems shown (what `computetarget list` does)
+    with caplog.at_level(logging.WARNING):
+        listed = [t.name for t in project.targets()]
+        problems = [p.message for p in project.config_problems()]
+    # Then the warning comes once, from config_problems, not also from the log
+    assert "box" in listed and len(problems) == 1 and "baseDockerImag" in problems[0]
+    assert "baseDockerImag" not in caplog.text
+    # while loading the target for a run logs it (an adapter that shows nothing else still warns)
+    with caplog.at_level(logging.WARNING):
+        project.target("box")
+    assert "did you mean 'baseDockerImage'?" in caplog.text

@@ -139,8 +139,12 @@ class Project:
 
     def targets(self) -> list[ComputeTarget]:
         """Every target that can be read: the .compute files, plus built-in local/docker when they have
-        no file. A file that cannot be read is left out (logged); `config_problems()` names it."""
-        return self._readable(self.target_names(), self.target)
+        no file. A file that cannot be read is left out; `config_problems()` names it, and the
+        warnings of those listed (a listing logs neither, so an adapter shows each once)."""
+        return self._readable(self.target_names(), self._quiet_target)
+
+    def _quiet_target(self, name: str) -> ComputeTarget:
+        return self.target(name, quiet=True)
 
     def _readable(self, names: Sequence[str], load: Callable[[str], _Loaded]) -> list[_Loaded]:
         items = []
@@ -148,14 +152,15 @@ class Project:
             try:
                 items.append(load(name))
             except AmlExecError as exc:
-                log.warning("left out of the listing: %s", exc)
+                log.info("left out of the listing (see Project.config_problems): %s", exc)
         return items
 
-    def target(self, name: str) -> ComputeTarget:
-        """The target `name`; TargetNotFoundError listing the known ones."""
+    def target(self, name: str, *, quiet: bool = False) -> ComputeTarget:
+        """The target `name`; TargetNotFoundError listing the known ones. Its warnings are logged
+        unless `quiet`."""
         path = self.config_dir / f"{name}.compute"
         if TARGET_NAME.match(name) and path.is_file():
-            return ComputeTarget.load(path)
+            return ComputeTarget.load(path, quiet=quiet)
         if name in BUILTIN_TARGETS:
             return self._builtin_target(name)
         raise TargetNotFoundError(name, self.target_names(), self.root)
@@ -165,11 +170,11 @@ class Project:
 
     def run_configurations(self) -> list[RunConfiguration]:
         """Every run configuration that can be read (files + built-ins); their targets are not checked.
-        A file that cannot be read is left out (logged); `config_problems()` names it."""
+        A file that cannot be read is left out; `config_problems()` names it (as for `targets()`)."""
         return self._readable(self.run_configuration_names(), self._unchecked_run_configuration)
 
     def _unchecked_run_configuration(self, name: str) -> RunConfiguration:
-        return self.run_configuration(name, check_target=False)
+        return self.run_configuration(name, check_target=False, quiet=True)
 
     def config_problems(self) -> list[ConfigProblem]:
         """Every file of aml_config/ that cannot be read, and every warning of those that can
@@ -179,7 +184,11 @@ class Project:
         for kind, suffix in (("compute target", ".compute"), ("run configuration", ".runconfig")):
             for path in self._files(suffix).values():
                 try:
-                    loaded = ComputeTarget.load(path) if suffix == ".compute" else RunConfiguration.load(path)
+                    loaded = (
+                        ComputeTarget.load(path, quiet=True)
+                        if suffix == ".compute"
+                        else RunConfiguration.load(path, quiet=True)
+                    )
                 except AmlExecError as exc:
                     problems.append(ConfigProblem(path, kind, "error", str(exc)))
                     continue
@@ -201,12 +210,14 @@ class Project:
     def run_configuration_path(self, name: str) -> Path:
         return self.config_dir / f"{name}.runconfig"
 
-    def run_configuration(self, name: str, *, check_target: bool = True) -> RunConfiguration:
+    def run_configuration(
+        self, name: str, *, check_target: bool = True, quiet: bool = False
+    ) -> RunConfiguration:
         """The run configuration `name`; TargetNotFoundError if it, or (check_target) its Target, is unknown."""
         path = self.run_configuration_path(name)
         from_file = TARGET_NAME.match(name) is not None and path.is_file()
         if from_file:
-            rc = RunConfiguration.load(path)
+            rc = RunConfiguration.load(path, quiet=quiet)
         elif name in BUILTIN_TARGETS:
             rc = self._builtin_run_configuration(name)
         else:
@@ -412,7 +423,7 @@ class Project:
         removed = [path]
         for rc_path in self._files(".runconfig").values():
             try:
-                uses = RunConfiguration.load(rc_path).target == name
+                uses = RunConfiguration.load(rc_path, quiet=True).target == name
             except ConfigError as exc:
                 log.warning("detach %s: skipped unreadable %s (%s)", name, rc_path, exc)
                 uses = False

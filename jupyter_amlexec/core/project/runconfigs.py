@@ -89,10 +89,11 @@ class RunConfiguration:
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def load(cls, path: Path) -> RunConfiguration:
-        """Parse a .runconfig (YAML or legacy JSON); ConfigError naming file, line, key and value."""
+    def load(cls, path: Path, *, quiet: bool = False) -> RunConfiguration:
+        """Parse a .runconfig (YAML or legacy JSON); ConfigError naming file, line, key and value.
+        Warnings (unknown keys) are in `warnings`, and logged unless `quiet`."""
         data, lines, form = _load_config(path, "run configuration")
-        return cls.from_mapping(path.stem, data, path=path, lines=lines, source_format=form)
+        return cls.from_mapping(path.stem, data, path=path, lines=lines, source_format=form, quiet=quiet)
 
     @classmethod
     def from_mapping(

@@ -49,8 +49,6 @@ TARGET_TYPE_NAMES = tuple(t.value for t in TargetType) + tuple(_TYPE_ALIASES)
 MANAGED_TYPES = (TargetType.DOCKER, TargetType.REMOTE_DOCKER, TargetType.CLUSTER)
 REMOTE_TYPES = (TargetType.REMOTE_DOCKER, TargetType.REMOTE, TargetType.CLUSTER)
 
-# --- compute targets --------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class _Key:
@@ -191,10 +189,11 @@ class ComputeTarget:
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def load(cls, path: Path) -> ComputeTarget:
-        """Parse a .compute file; ConfigError naming file, line, key and value on bad input."""
+    def load(cls, path: Path, *, quiet: bool = False) -> ComputeTarget:
+        """Parse a .compute file; ConfigError naming file, line, key and value on bad input.
+        Warnings (unknown keys) are in `warnings`, and logged unless `quiet`."""
         data, lines, _form = _load_config(path, "compute target")
-        return cls.from_mapping(path.stem, data, path=path, lines=lines)
+        return cls.from_mapping(path.stem, data, path=path, lines=lines, quiet=quiet)
 
     @classmethod
     def from_mapping(
@@ -208,7 +207,8 @@ class ComputeTarget:
     ) -> ComputeTarget:
         """Build from a .compute mapping; absent or null keys take Workbench's defaults.
 
-        An unknown key is kept in `extra` and named in `warnings` (with the closest known key).
+        An unknown key is kept in `extra` and named in `warnings` (with the closest known key),
+        logged unless `quiet` (a copy being re-validated says nothing new).
         """
         lines = lines or {}
         raw = {str(k): v for k, v in data.items()}

@@ -15,8 +15,6 @@ def default_base_image() -> str:
     return os.environ.get("AMLEXEC_DEFAULT_BASE_IMAGE") or DEFAULT_BASE_IMAGE
 
 
-# --- templates (our words, Workbench's layout) --------------------------------------------------------
-
 LOCAL_COMPUTE_TEMPLATE = """\
 # Your own Python, on a private copy of the project (Workbench's "local" target).
 type: "local"
