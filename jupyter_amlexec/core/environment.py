@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .conda_pip import CondaAsPip, conda_as_pip
 from .errors import ConfigError
 from .models import EnvironmentSpec
 from .project import Project, RunConfiguration
+
+if TYPE_CHECKING:
+    from .conda_pip import CondaAsPip
 
 # `python=3.11`, `python==3.11.4`, `python>=3.8`, `python 3.9.*`, `python~=3.10` (conda or pip style)
 _PYTHON_SPEC = re.compile(r"^python\s*(?:==|=|>=|~=|\s)\s*(\d+)(?:\.(\d+))?")
@@ -148,6 +150,8 @@ def pip_requirements(spec: EnvironmentSpec) -> CondaAsPip:
     build before installing anything, naming those specs and the conda file (or use conda when the
     image has it). `python`/`pip` specs are not in it: the recipe checks the python version itself.
     """
+    from .conda_pip import CondaAsPip, conda_as_pip  # only builds without conda need it: not on every submit
+
     translated = conda_as_pip(spec.conda_packages)
     return CondaAsPip(
         requirements=translated.requirements + spec.pip_packages,
@@ -156,18 +160,13 @@ def pip_requirements(spec: EnvironmentSpec) -> CondaAsPip:
     )
 
 
-__all__ = [
-    "CondaAsPip",
-    "conda_as_pip",
-    "conda_only_packages",
-    "environment_from",
-    "load_environment",
-    "normalised_spark",
-    "package_name",
-    "pip_only_supported",
-    "pip_requirements",
-    "spark_submit_args",
-]
+def __getattr__(name: str) -> Any:
+    """`CondaAsPip` and `conda_as_pip` are importable from here too, loaded when first asked for."""
+    if name in ("CondaAsPip", "conda_as_pip"):
+        from . import conda_pip
+
+        return getattr(conda_pip, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _spark_value(value: object) -> str:

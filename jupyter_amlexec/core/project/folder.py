@@ -6,11 +6,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ..config_files import ConfigWriteError, write_atomic
 from ..errors import AmlExecError, ConfigError, TargetNotFoundError
-from .attach import attached_pair
 from .dependencies import conda_key_warnings, spark_key_warnings
 from .files import _load_config
 from .runconfigs import _RC_KEYS, DEFAULT_CONDA_FILE, DEFAULT_SPARK_FILE, RUNCONFIG_FIELDS, RunConfiguration
@@ -25,11 +24,11 @@ _Loaded = TypeVar("_Loaded", ComputeTarget, RunConfiguration)
 # --- project identity, and what a listing could not read ------------------------------------------
 
 
-@dataclass(frozen=True)
-class ConfigProblem:
+class ConfigProblem(NamedTuple):
     """A file of aml_config/ that a listing could not read ("error") or read with a "warning".
 
     A listing never fails for one bad file: it shows the others and names this one with its message.
+    (A NamedTuple: immutable like the dataclasses, cheaper to define on every import.)
     """
 
     file: Path
@@ -380,6 +379,8 @@ class Project:
             "baseDockerImage": base_docker_image,
             "pythonLocation": python_location,
         }
+        from .attach import attached_pair  # only attach needs it: not on every submit
+
         target, rc = attached_pair(name, type, named, settings)
         self._write_all({compute_path: target.to_yaml(), rc_path: rc.to_text()})
         log.info("attached %s target %s", target.type, name)

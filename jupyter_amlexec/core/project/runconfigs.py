@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from .files import _load_config, _plain, _render, _same
-from .sdk_layout import looks_like_sdk, sdk_hint
 from .values import (
     Parser,
     _as_bool,
@@ -121,6 +120,8 @@ class RunConfiguration:
                     values[spec.field] = spec.parse(value, _error_factory(path, key, lines))
                     break
         if "target" not in values:
+            from .sdk_layout import looks_like_sdk, sdk_hint  # only a file without Target needs it
+
             hint = sdk_hint(raw) if looks_like_sdk(raw) else ""
             raise _error_factory(path, "Target", lines)(
                 "missing. Name the compute target (a .compute file in aml_config/) this runs on, "

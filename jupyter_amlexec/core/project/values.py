@@ -3,7 +3,6 @@ file, line, key and bad value, with the values allowed."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -198,6 +197,8 @@ def closest_key(key: str, known: Iterable[str]) -> str | None:
 
     `baseDockerImag` -> `baseDockerImage`; `TragetTypo` -> `Target` (its first letters match).
     """
+    import difflib  # only a file with an unknown key needs it
+
     folded = key.lower()
     best: tuple[float, str] | None = None
     for candidate in known:
