@@ -336,3 +336,44 @@ def test_attach_writes_a_pair_that_loads_back_or_changes_nothing(
         assert project.target(name) == target
         assert project.run_configuration(name) == rc
         assert not [p for p in project.config_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+@PROPERTY
+@given(
+    name=names,
+    target=st.sampled_from(["local", "docker"]) | arg_text,
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "argument_vector",
+                "environment_variables",
+                "framework",
+                "prepare_environment",
+                "conda_dependencies_file",
+                "max_output_file_mb",
+                "description",
+                "data_source_settings",
+            ]
+        )
+        | arg_text,
+        setting_values | st.dictionaries(arg_text, setting_values, max_size=2),
+        max_size=3,
+    ),  # fmt: skip
+)
+def test_create_run_configuration_writes_what_loads_back_or_changes_nothing(
+    name: str, target: str, fields: dict[str, Any]
+) -> None:
+    assume(name not in ("local", "docker"))
+    with project_dir() as root:
+        project = Project(root)
+        project.initialize()
+        before = files_of(project.config_dir)
+        try:
+            rc = project.create_run_configuration(name, target, **fields)
+        except AmlExecError as exc:
+            refused_with_a_message(exc)
+            assert files_of(project.config_dir) == before
+            return
+        worked()
+        usable_by_a_process(rc)
+        assert same_file_data(project.run_configuration(name), rc)

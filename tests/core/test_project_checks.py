@@ -268,3 +268,29 @@ def test_a_listing_says_each_warning_once_through_config_problems(
     with caplog.at_level(logging.WARNING):
         project.target("box")
     assert "did you mean 'baseDockerImage'?" in caplog.text
+
+
+def test_config_problems_name_a_broken_dependency_file(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.initialize()
+    conda = write_config(tmp_path, "conda_dependencies.yml", "dependencies: [numpy\n")
+    problems = project.config_problems()
+    assert [(p.file.name, p.kind, p.severity) for p in problems] == [
+        ("conda_dependencies.yml", "dependencies", "error")
+    ]
+    assert str(conda) in problems[0].message and "not valid YAML" in problems[0].message
+    assert [t.name for t in project.targets()] == ["docker", "local"]  # the listing is unaffected
+
+
+def test_create_run_configuration_refuses_a_bad_field_value_by_its_key(tmp_path: Path) -> None:
+    # found by the property tests: argument_vector=None / 3 raised TypeError
+    project = Project(tmp_path)
+    project.initialize()
+    before = snapshot(project.config_dir)
+    with pytest.raises(ConfigError, match="'ArgumentVector'.*a list"):
+        project.create_run_configuration("r", "local", argument_vector=3)
+    assert project.create_run_configuration("s", "local", argument_vector=None).argument_vector == ("$file",)
+    assert snapshot(project.config_dir) == {
+        **before,
+        "s.runconfig": (project.config_dir / "s.runconfig").read_bytes(),
+    }

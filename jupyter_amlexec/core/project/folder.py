@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, TypeVar
 from ..config_files import ConfigWriteError, write_atomic
 from ..errors import AmlExecError, ConfigError, TargetNotFoundError
 from .dependencies import conda_key_warnings, spark_key_warnings
-from .files import _load_config
+from .files import _load_config, _plain
 from .runconfigs import _RC_KEYS, DEFAULT_CONDA_FILE, DEFAULT_SPARK_FILE, RUNCONFIG_FIELDS, RunConfiguration
 from .targets import BUILTIN_TARGETS, ComputeTarget, TargetType
 from .templates import _parse_template, _template_files
@@ -463,15 +463,26 @@ class Project:
             raise ConfigError(
                 f"A run configuration '{name}' already exists ({path}); pass --force (force=True) to replace it."
             )
-        fields_.setdefault("framework", "Python")
-        for key in ("argument_vector",):
-            if key in fields_:
-                fields_[key] = tuple(fields_[key])
-        if fields_.get("environment_variables") is None:
-            fields_.pop("environment_variables", None)
-        rc = RunConfiguration(name=name, target=target, **fields_).validated()
+        rc = _new_run_configuration(name, target, fields_)
         self.write_run_configuration(rc)
         return rc
+
+
+def _new_run_configuration(name: str, target: str, fields_: Mapping[str, Any]) -> RunConfiguration:
+    """A new run configuration from field values, each read by its key's parser (so a bad value is a
+    ConfigError naming the key); None leaves a field at its default, Framework defaults to Python."""
+    doc: dict[str, object] = {"Target": target, "Framework": "Python"}
+    by_field = {spec.field: spec.keys[0] for spec in _RC_KEYS}
+    extra = fields_.get("extra")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise ConfigError(f"bad value {extra!r}; allowed: a mapping of extra keys to values.", key="extra")
+    for field_name, value in fields_.items():
+        if value is not None and field_name in by_field:
+            doc[by_field[field_name]] = _plain(value)
+    for key, value in (extra or {}).items():
+        doc.setdefault(str(key), value)
+    rc = RunConfiguration.from_mapping(name, doc, quiet=True)
+    return replace(rc, raw={}).validated()
 
 
 def _put_back(path: Path, content: bytes | None) -> None:
