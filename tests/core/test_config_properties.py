@@ -276,15 +276,10 @@ def test_env_assignments_that_parse_can_reach_a_process(name: str, value: str) -
 
 # --- attach writes ---------------------------------------------------------------------------------------
 
+# the keyword parameters of attach_target itself (a setting of that name is a Python call error)
 NAMED_ARGUMENTS = (
-    "address",
-    "username",
-    "key_file",
-    "password_env",
-    "base_docker_image",
-    "python_location",
-    "force",
-)
+    "name", "type", "address", "username", "key_file", "password_env", "base_docker_image", "python_location", "force",
+)  # fmt: skip
 setting_values = st.one_of(
     st.none(),
     st.booleans(),
