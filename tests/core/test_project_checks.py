@@ -3,9 +3,11 @@ one unreadable file never hides the others, and a write that fails leaves the fo
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,6 +142,24 @@ def test_a_sample_with_sdk_runconfigs_still_lists_its_targets_and_names_each_bad
     assert "azureml-sdk" in message
     assert "ArgumentVector: [train.py, --lr, '0.1']" in message and "Target: docker" in message
     assert "environment.docker.baseImage 'mcr.microsoft.com/azureml/base:0.2.1' -> baseDockerImage" in message
+
+
+def test_the_cli_lists_such_a_sample(tmp_path: Path) -> None:
+    # Given the same sample, and a user in a terminal
+    write_config(tmp_path, "docker.compute", "type: localdocker\nbaseDockerImage: img:1\n")
+    write_config(tmp_path, "docker.runconfig", SDK_RUNCONFIG)
+
+    def amlexec(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "jupyter_amlexec", *args]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    # When the targets (as a table and as JSON) and the run configurations are listed
+    table, targets = amlexec("computetarget", "list"), amlexec("computetarget", "list", "-o", "json")
+    rcs = amlexec("runconfiguration", "list", "-o", "json")
+    # Then each list comes, without the file that cannot be read
+    assert table.returncode == 0 and "img:1" in table.stdout, table.stderr
+    assert targets.returncode == 0 and json.loads(targets.stdout) == ["docker", "local"], targets.stderr
+    assert rcs.returncode == 0 and json.loads(rcs.stdout) == ["local.runconfig"], rcs.stderr
 
 
 def test_a_broken_compute_file_is_left_out_and_named(tmp_path: Path) -> None:
