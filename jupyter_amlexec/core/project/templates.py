@@ -3,6 +3,8 @@ also the built-in `local` and `docker` configurations of a project without aml_c
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 
 import yaml
@@ -95,6 +97,12 @@ def _template_files() -> dict[str, str]:
 
 
 def _parse_template(text: str) -> dict[str, object]:
-    data = yaml.safe_load(text)
+    """A built-in file's mapping; parsed once per process (every submit without aml_config/ reads two)."""
+    return copy.deepcopy(_parsed(text))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str) -> dict[str, object]:
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     assert isinstance(data, dict)
     return data
