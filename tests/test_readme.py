@@ -18,6 +18,8 @@ def test_the_readme_example_runs_as_pasted(project: Path, home: Path) -> None:
     cells.append("print(run.status, run.metrics, run.record.arguments)")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(project)}}).execute()
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(project)}}
+    ).execute()
     last = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert last.strip() == "Completed {'lr': 0.1} ('0.1',)"

@@ -30,6 +30,7 @@ from .models import (
     RunStatus,
     StatusEvent,
 )
+from .secrets import redact_text
 from .snapshot import Snapshot
 from .tracking import LogDemuxer
 
@@ -153,6 +154,7 @@ class RunFollower:
         start: StartRequest | None = None,
         handle: RunHandle | None = None,
         max_output_file_bytes: int = 512 * 1024 * 1024,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         if (start is None) == (handle is None):
             raise ValueError("a follower either starts a run or resumes a handle")
@@ -166,6 +168,7 @@ class RunFollower:
         self._max_output_file_bytes = (
             start.spec.max_output_file_bytes if start is not None else max_output_file_bytes
         )
+        self._secrets = start.spec.secrets if start is not None else secrets
         self._cancel_requested = threading.Event()
         self._last_history_check = 0.0
         self._detail: str | None = None
@@ -285,6 +288,7 @@ class RunFollower:
                 return cursor
 
     def _record(self, text: str, metrics: list[Metric], cursor: str) -> None:
+        text = redact_text(text, self._secrets)
         log_size = (
             self.history.append_log(self.run_id, text) if text else self.history.progress(self.run_id)[1]
         )
@@ -379,6 +383,7 @@ class RunFollower:
             return
         if not text.endswith("\n"):
             text += "\n"
+        text = redact_text(text, self._secrets)
         self.history.append_log(self.run_id, text, source="control")
         self.bus.publish(LogEvent(self.run_id, text=text, source="control"))
 
