@@ -82,6 +82,14 @@ def follow(
     return state, data + rest.data, seen
 
 
+def numbered(lines: int, pause: float, output: str | None = None) -> str:
+    """A script printing `line 0` .. `line N-1`, one every `pause` seconds, then writing outputs/OUTPUT."""
+    script = f"import os, time\nfor i in range({lines}):\n    print('line', i, flush=True)\n    time.sleep({pause})\n"
+    if output:
+        script += f"os.makedirs('outputs', exist_ok=True)\nopen('outputs/{output}', 'w').write('done')\n"
+    return script
+
+
 def wait_for_log(handle: DockerRunHandle, text: bytes, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while text not in handle.logs("").data:
@@ -201,11 +209,7 @@ def test_reattach_in_a_fresh_handle_continues_the_log_with_each_line_once_and_ke
 ) -> None:
     # Given a process that started a run printing numbered lines (and then writing a 2 MB output,
     # over its 1 MB cap) and was killed while it ran
-    script = (
-        "import os, time\nfor i in range(60):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
-        "os.makedirs('outputs', exist_ok=True)\nopen('outputs/big.bin', 'wb').write(b'x' * 2**21)\n"
-        "open('outputs/small.txt', 'w').write('s')\n"
-    )
+    script = numbered(60, 0.05, output="small.txt") + "open('outputs/big.bin', 'wb').write(b'x' * 2**21)\n"
     code = (
         "import json, sys, time\nfrom pathlib import Path\n"
         "from jupyter_amlexec.core.executors.docker import DockerExecutor\n"
@@ -288,11 +292,7 @@ def test_engine_lost_mid_run_is_retried_and_the_run_followed_to_its_end(
     # numbered lines for a few seconds, then writing an output
     with UnixSocketProxy(tmp_path / "engine.sock", ENGINE_SOCKET) as proxy:
         executor = DockerExecutor(box(dockerHost=proxy.url), home)
-        script = (
-            "import os, time\nfor i in range(120):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
-            "os.makedirs('outputs', exist_ok=True)\nopen('outputs/done.txt', 'w').write('done')\n"
-        )
-        handle, _ = start(executor, project, home, script)
+        handle, _ = start(executor, project, home, numbered(120, 0.05, output="done.txt"))
         handles.append(handle)
         assert handle.to_dict()["docker_host"] == proxy.url
         wait_for_log(handle, b"line 5\n")
@@ -325,11 +325,7 @@ def test_a_run_that_ends_while_the_engine_is_lost_is_collected_when_it_answers(
     # Given a run on an engine reached through a proxy that prints for one more second after "go"
     with UnixSocketProxy(tmp_path / "engine.sock", ENGINE_SOCKET) as proxy:
         executor = DockerExecutor(box(dockerHost=proxy.url), home)
-        script = (
-            "import os, time\nprint('go', flush=True)\nfor i in range(40):\n"
-            "    print('line', i, flush=True)\n    time.sleep(0.025)\n"
-            "os.makedirs('outputs', exist_ok=True)\nopen('outputs/result.txt', 'w').write('42')\n"
-        )
+        script = "print('go', flush=True)\n" + numbered(40, 0.025, output="result.txt")
         handle, _ = start(executor, project, home, script)
         handles.append(handle)
         wait_for_log(handle, b"go")

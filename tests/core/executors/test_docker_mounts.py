@@ -5,6 +5,8 @@ the engine refuses (named by key and file)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,25 @@ from tests.conftest import require
 
 from .conftest import BASE_IMAGE, run_containers
 from .test_docker import docker_project
+
+
+@contextmanager
+def derived_image(
+    engine: Any, repository: str, command: Sequence[str] = ("true",), changes: Sequence[str] = ()
+) -> Iterator[Any]:
+    """An image made from the test image by running `command` in it (as root) and committing it
+    with `changes`; removed afterwards."""
+    maker = engine.containers.create(BASE_IMAGE, list(command), user="0")
+    try:
+        maker.start()
+        maker.wait()
+        image = maker.commit(repository=repository, tag=str(os.getpid()), changes=list(changes))
+    finally:
+        maker.remove(force=True)
+    try:
+        yield image
+    finally:
+        engine.images.remove(image.id, force=True)
 
 
 def test_gpu_request_without_gpu_runtime_is_a_clear_error(engine: Any, project: Path, home: Path) -> None:
@@ -76,14 +97,7 @@ def test_shared_volumes_runs_at_once_each_run_their_own_cell_and_leave_the_proje
     engine: Any, project: Path, home: Path
 ) -> None:
     # Given an image whose USER is nobody, and a target that mounts the project
-    maker = engine.containers.create(BASE_IMAGE, ["true"])
-    try:
-        image = maker.commit(
-            repository="amlexec-test/non-root-shared", tag=str(os.getpid()), changes=["USER nobody"]
-        )
-    finally:
-        maker.remove(force=True)
-    try:
+    with derived_image(engine, "amlexec-test/non-root-shared", changes=["USER nobody"]) as image:
         session = docker_project(project, image=image.id, shared_volumes=True)
         (project / "data.txt").write_text("shared data\n")
         owners_before = {
@@ -105,22 +119,15 @@ def test_shared_volumes_runs_at_once_each_run_their_own_cell_and_leave_the_proje
             p.relative_to(project): (p.stat().st_uid, p.stat().st_mode) for p in project.rglob("*")
         }
         assert owners_after == owners_before
-    finally:
-        engine.images.remove(image.id, force=True)
 
 
 def test_image_without_a_shell_gets_the_snapshot_by_put_archive(
     engine: Any, project: Path, home: Path
 ) -> None:
     # Given an image with python3 but no /bin/sh (like distroless images)
-    maker = engine.containers.create(BASE_IMAGE, ["rm", "-f", "/usr/bin/sh", "/usr/bin/dash"], user="0")
-    try:
-        maker.start()
-        maker.wait()
-        image = maker.commit(repository="amlexec-test/no-shell", tag=str(os.getpid()))
-    finally:
-        maker.remove(force=True)
-    try:
+    with derived_image(
+        engine, "amlexec-test/no-shell", ["rm", "-f", "/usr/bin/sh", "/usr/bin/dash"]
+    ) as image:
         session = docker_project(project, image=image.id)
         (project / "hi.py").write_text("import sys\nprint('no shell, still ran', sys.argv[1])\n")
         # When a script runs there
@@ -128,20 +135,11 @@ def test_image_without_a_shell_gets_the_snapshot_by_put_archive(
         # Then it ran from the copied snapshot
         assert "no shell, still ran ok" in run.logs()
         assert run_containers(engine, run.id) == []
-    finally:
-        engine.images.remove(image.id, force=True)
 
 
 def test_image_with_a_non_root_user_runs_as_that_user(engine: Any, project: Path, home: Path) -> None:
     # Given an image whose USER is nobody
-    maker = engine.containers.create(BASE_IMAGE, ["true"])
-    try:
-        image = maker.commit(
-            repository="amlexec-test/non-root", tag=str(os.getpid()), changes=["USER nobody"]
-        )
-    finally:
-        maker.remove(force=True)
-    try:
+    with derived_image(engine, "amlexec-test/non-root", changes=["USER nobody"]) as image:
         session = docker_project(project, image=image.id)
         cell = (
             "import os\nprint('uid', os.getuid(), 'home', os.environ['HOME'])\n"
@@ -152,8 +150,6 @@ def test_image_with_a_non_root_user_runs_as_that_user(engine: Any, project: Path
         # Then it ran as nobody, in a working folder it owns, and its output came back
         assert "uid 65534 home /nonexistent" in run.logs()
         assert run.outputs == ["mine.txt"]
-    finally:
-        engine.images.remove(image.id, force=True)
 
 
 def test_bad_target_settings_name_the_key_and_leave_no_container(
