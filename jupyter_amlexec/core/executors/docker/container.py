@@ -37,7 +37,8 @@ RUN_FILES = "/azureml-run-files"
 SHARE_MOUNT = "/azureml-share/"
 # The run's PID 1: unpack the snapshot tar from stdin (tar, else Python's tarfile), then run "$@"
 # (image entrypoint + command) as a child and pass SIGTERM/SIGINT on, so `docker stop` ends the
-# script at once (a PID 1 script would ignore SIGTERM); exits with the child's status.
+# script at once (a PID 1 script would ignore SIGTERM); exits with the child's status. The shell's own
+# job notice ("Terminated", "Killed") is kept out of the run's log: the run's status says who ended it.
 BOOTSTRAP = r"""
 run_as=""
 into=.
@@ -56,7 +57,7 @@ child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM
 trap 'kill -INT "$child" 2>/dev/null' INT
 while :; do
-  wait "$child"
+  wait "$child" 2>/dev/null
   status=$?
   kill -0 "$child" 2>/dev/null || exit "$status"
 done
