@@ -25,7 +25,7 @@ CLIENT_TIMEOUT_SECONDS = 120
 # SSH tunnel) before it is given up as Failed. The work goes on in the container meanwhile.
 ENGINE_LOST_GIVE_UP_SECONDS = 600.0
 BACKOFF_FIRST_SECONDS = 0.25
-BACKOFF_MAX_SECONDS = 5.0
+BACKOFF_MAX_SECONDS = 2.0  # a returning engine is noticed within 2 s; a refused connect is cheap
 
 EngineFactory = Callable[[DockerSettings], Any]
 """Makes a docker-py client for the settings' engine (the default: `connect_engine`)."""
