@@ -39,12 +39,12 @@ export class AttachForm extends Widget {
     this.addClass('jp-AmlExec-form');
     const input = (name: string, placeholder = '') =>
       (this.inputs[name] = h('input', { name, placeholder, class: 'jp-mod-styled' }));
-    const type = h('select', { name: 'type', class: 'jp-mod-styled' });
+    const type = h('select', { name: 'type' });
     for (const t of TARGET_TYPES) {
       type.append(h('option', { value: t }, t));
     }
     this.inputs.type = type;
-    const secret = h('select', { name: 'secret_kind', class: 'jp-mod-styled' });
+    const secret = h('select', { name: 'secret_kind' });
     for (const [value, label] of Object.entries(SECRET_KINDS)) {
       secret.append(h('option', { value }, label));
     }
@@ -104,7 +104,7 @@ export class SubmitForm extends Widget {
   ) {
     super();
     this.addClass('jp-AmlExec-form');
-    this.config = h('select', { name: 'run_configuration', class: 'jp-mod-styled' });
+    this.config = h('select', { name: 'run_configuration' });
     const names = new Set<string>();
     for (const t of targets) {
       for (const rc of t.run_configurations.length ? t.run_configurations : [t.name]) {

@@ -136,8 +136,10 @@ export class RunPanel extends Widget {
   private renderHeader(): void {
     const v = this.view;
     const run = this.run;
-    const cancel = h('button', { class: 'jp-mod-styled jp-mod-warn', onclick: () => void this.cancel() }, 'Cancel');
-    (cancel as HTMLButtonElement).disabled = v.done;
+    // Cancel only while the run can still be stopped; a finished run offers Rerun alone
+    const cancel = v.done
+      ? null
+      : h('button', { class: 'jp-mod-styled jp-mod-warn', onclick: () => void this.cancel() }, 'Cancel');
     const rerun = h('button', { class: 'jp-mod-styled', onclick: () => void this.rerun() }, 'Rerun');
     const exit = v.exitCode !== null ? ` (exit code ${v.exitCode})` : '';
     const parts: (HTMLElement | null)[] = [

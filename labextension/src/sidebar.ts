@@ -95,8 +95,12 @@ export class ComputeSidebar extends Widget {
   }
 
   async reload(): Promise<void> {
+    const path = this.path;
     try {
-      const doc = await this.client.json<Targets>(urls.targets(this.client.baseUrl, this.path));
+      const doc = await this.client.json<Targets>(urls.targets(this.client.baseUrl, path));
+      if (path !== this.path) {
+        return; // the file browser moved on meanwhile: a newer reload shows that folder
+      }
       this.project = doc.project;
       this.targets = doc.targets;
       this.message.textContent = '';
@@ -112,24 +116,31 @@ export class ComputeSidebar extends Widget {
   }
 
   private async check(name: string): Promise<void> {
+    const path = this.path;
     this.checks.set(name, 'checking');
     this.renderTargets();
+    let result: Check;
     try {
-      this.checks.set(name, await this.client.json<Check>(urls.check(this.client.baseUrl, this.path, name)));
+      result = await this.client.json<Check>(urls.check(this.client.baseUrl, path, name));
     } catch (err) {
-      this.checks.set(name, { id: name, reachable: false, message: (err as Error).message });
+      result = { id: name, reachable: false, message: (err as Error).message };
     }
-    this.renderTargets();
+    if (path === this.path) {
+      this.checks.set(name, result);
+      this.renderTargets();
+    }
   }
 
   async loadRuns(force = false): Promise<void> {
     if (!this.project) {
       return;
     }
+    const path = this.path;
     try {
-      const page = await this.client.json<RunPage>(
-        urls.runs(this.client.baseUrl, { path: this.path, limit: PAGE })
-      );
+      const page = await this.client.json<RunPage>(urls.runs(this.client.baseUrl, { path, limit: PAGE }));
+      if (path !== this.path) {
+        return;
+      }
       if (force || runsChanged(this.runs, page.runs)) {
         this.runs = page.runs;
         this.renderRuns();
@@ -178,7 +189,7 @@ export class ComputeSidebar extends Widget {
         h('span', { class: `jp-AmlExec-status ${statusClass(r.status)}`, 'data-status': r.status }, r.status),
         h('span', { class: 'jp-AmlExec-runNumber' }, `#${r.run_number}`),
         h('span', { class: 'jp-AmlExec-script' }, [r.script_name, ...r.arguments].join(' ')),
-        h('span', { class: 'jp-AmlExec-target' }, r.target),
+        h('span', { class: 'jp-AmlExec-runTarget' }, r.target),
         h('span', { class: 'jp-AmlExec-duration' }, shortDuration(r.duration)),
         metrics ? h('span', { class: 'jp-AmlExec-runMetrics' }, metrics) : null
       );
