@@ -14,8 +14,10 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .magics import AmlExecMagics, install_awaiting_submit
+    from .core.errors import set_hint_renderer
+    from .magics import AmlExecMagics, install_awaiting_submit, magic_hint
 
+    set_hint_renderer(magic_hint)
     ipython.register_magics(AmlExecMagics)
     install_awaiting_submit(ipython)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import SecretError
@@ -21,16 +21,37 @@ if TYPE_CHECKING:
     from .project import ComputeTarget
 
 REDACTED = "***"
-_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+# The redaction rule (README "Secrets"): a variable whose name holds PASS, PWD, SECRET, TOKEN, KEY,
+# CREDENTIAL or AUTH, or is PW / ends in _PW / starts with PW_, any case, is a secret.
+_SECRET_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|(?:^|_)PW(?:$|_)", re.IGNORECASE)
+MIN_SECRET_CHARS = 4  # shorter values are not hunted for in logs (they would match ordinary text)
 
 
 def looks_secret(name: str) -> bool:
+    """Whether a variable of this name holds a secret under the redaction rule."""
     return bool(_SECRET_NAME.search(name))
 
 
-def redact_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `env` with the values of secret-looking variables replaced by ***."""
-    return {k: (REDACTED if looks_secret(k) else str(v)) for k, v in env.items()}
+def redact_environment(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> dict[str, str]:
+    """A copy of `env` with the values of secret variables (by name, or named in `secret_names`)
+    replaced by ***: what the history keeps."""
+    named = set(secret_names)
+    return {k: (REDACTED if looks_secret(k) or k in named else str(v)) for k, v in env.items()}
+
+
+def secret_values(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> tuple[str, ...]:
+    """The values a run must never show in its logs or events: those of its secret variables."""
+    named = set(secret_names)
+    values = {v for k, v in env.items() if (looks_secret(k) or k in named) and len(v) >= MIN_SECRET_CHARS}
+    return tuple(sorted(values, key=len, reverse=True))  # longest first: a value inside another
+
+
+def redact_text(text: str, values: Sequence[str]) -> str:
+    """`text` with every occurrence of a secret value replaced by ***."""
+    for value in values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 def resolve_password(target: ComputeTarget) -> str | None:

@@ -66,6 +66,8 @@ class RunSpec:
     prepared: PreparedEnv | None = None
     max_output_file_bytes: int = 512 * 1024 * 1024
     spark_arguments: tuple[str, ...] = ()  # spark-submit options from spark_dependencies.yml
+    secrets: tuple[str, ...] = ()  # values never to show in logs or events (redacted by the runner)
+    scrub_variables: tuple[str, ...] = ()  # our targets' password variables: never inherited by a run
 
 
 @dataclass(frozen=True)

@@ -57,5 +57,10 @@ def build_command(
         argv += ["--deploy-mode", spark.deploy_mode]
     python = spark.python or interpreter
     if python:
-        argv += ["--conf", f"spark.pyspark.python={python}", "--conf", f"spark.pyspark.driver.python={python}"]
+        argv += [
+            "--conf",
+            f"spark.pyspark.python={python}",
+            "--conf",
+            f"spark.pyspark.driver.python={python}",
+        ]
     return [*argv, *spark.arguments, entry_script, *arguments]

@@ -111,6 +111,8 @@ class DockerExecutor:
 
     def __init__(self, target: ComputeTarget, home: Path) -> None:
         self.target = target
+        self.settings = target
+        self.needs_managed_environment = True
         self.home = home
         self._client: Any = None
         self._lock = threading.Lock()
@@ -379,7 +381,7 @@ class DockerExecutor:
             kwargs["device_requests"] = [_gpu_request(_docker(), self.target.gpus)]
         return kwargs
 
-    def start(self, run: RunSpec, snapshot: Snapshot) -> DockerRunHandle:
+    def start(self, run: RunSpec, snapshot: Snapshot, log: ControlLog) -> DockerRunHandle:
         """Create, fill and start the run's container; its log is followed into executor/raw.log."""
         docker = _docker()
         client = self.client()
@@ -663,8 +665,8 @@ class DockerRunHandle:
             return HandleStatus(RunStatus.COMPLETED, exit_code=0)
         return self.poll()
 
-    def logs(self, since: int) -> LogChunk:
-        return read_log_chunk(self.raw_log, since)
+    def logs(self, cursor: str) -> LogChunk:
+        return read_log_chunk(self.raw_log, cursor)
 
     def cancel(self) -> None:
         """Stop the container (SIGTERM, SIGKILL after a few seconds); a finished run is left as it is."""
@@ -678,7 +680,7 @@ class DockerRunHandle:
         except docker.errors.NotFound:
             pass
 
-    def collect_outputs(self, dest: Path, max_file_bytes: int) -> list[str]:
+    def collect_outputs(self, dest: Path, max_file_bytes: int, log: ControlLog) -> list[str]:
         """Copy outputs/ out of the container (files over max_file_bytes are skipped and logged)."""
         docker = _docker()
         try:
@@ -697,11 +699,8 @@ class DockerRunHandle:
                     if not member.isfile() or not rel or rel.startswith("/") or ".." in Path(rel).parts:
                         continue
                     if member.size > max_file_bytes:
-                        log.warning(
-                            "not collecting outputs/%s: %d bytes, over the %d-byte limit",
-                            rel,
-                            member.size,
-                            max_file_bytes,
+                        log(
+                            f"Not collecting outputs/{rel}: {member.size} bytes, over the {max_file_bytes}-byte limit."
                         )
                         continue
                     source = tar.extractfile(member)
