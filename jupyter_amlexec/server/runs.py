@@ -10,11 +10,11 @@ import tornado.web
 from jupyter_server.auth.decorator import authorized
 from tornado.web import HTTPError
 
+from ..core.follow import FollowCursor, follow_async
 from ..core.history import History, RunRecord
 from . import views
 from .base import AmlExecHandler
 from .context import PathRefusedError
-from .follow import follow_async
 from .stream import EventStreamHandler
 
 MAX_PAGE = 500
@@ -154,9 +154,10 @@ class RunEventsHandler(EventStreamHandler):
     async def get(self, run_id: str) -> None:
         """Follow a run as SSE from `cursor` (or the Last-Event-ID header) to its terminal status."""
         cursor = self.get_query_argument("cursor", None) or self.request.headers.get("Last-Event-ID")
-        await self.amlexec.call(self.amlexec.history.get, run_id)  # 404 before the stream starts
+        FollowCursor.parse(cursor)  # a malformed cursor is a 400 before the stream starts
+        await self.amlexec.call(self.amlexec.history.get, run_id)  # and an unknown run a 404
         self.start_stream()
-        events = follow_async()(self.amlexec.history, run_id, cursor or None)
+        events = follow_async(self.amlexec.history, run_id, cursor or None)
         async for event in self.until_closed(events):
             name, data = views.event_json(event)
             event_id = data.get("cursor") if name == "log" else None

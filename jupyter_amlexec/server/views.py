@@ -85,7 +85,7 @@ def list_artifacts(outputs: Path) -> list[dict[str, Any]]:
 def event_json(event: RunEvent) -> tuple[str, dict[str, Any]]:
     """An SSE event name and its data for a follow event."""
     if isinstance(event, LogEvent):
-        return "log", {"text": event.text, "source": event.source, "cursor": getattr(event, "cursor", None)}
+        return "log", {"text": event.text, "source": event.source, "cursor": event.cursor or None}
     if isinstance(event, MetricEvent):
         return "metric", metric_json(event.metric)
     if isinstance(event, StatusEvent):
