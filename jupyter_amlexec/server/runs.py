@@ -154,7 +154,12 @@ class RunEventsHandler(EventStreamHandler):
     async def get(self, run_id: str) -> None:
         """Follow a run as SSE from `cursor` (or the Last-Event-ID header) to its terminal status."""
         cursor = self.get_query_argument("cursor", None) or self.request.headers.get("Last-Event-ID")
-        FollowCursor.parse(cursor)  # a malformed cursor is a 400 before the stream starts
+        try:  # a malformed cursor is a 400 before the stream starts
+            FollowCursor.parse(cursor)
+        except ValueError:
+            raise HTTPError(
+                400, f"Bad cursor {cursor!r}: pass the id of an event this route sent, or none."
+            ) from None
         await self.amlexec.call(self.amlexec.history.get, run_id)  # and an unknown run a 404
         self.start_stream()
         events = follow_async(self.amlexec.history, run_id, cursor or None)

@@ -206,3 +206,19 @@ def test_runs_filter_sort_by_metric_and_page(api: Api, project_dir: Path) -> Non
     for bad in ({"status": "nope"}, {"limit": "0"}, {"order_by": "colour"}, {"offset": "x"}):
         resp = api.get("runs", params={"path": rel, **bad})
         assert resp.status_code == 400 and resp.json()["message"], bad
+
+
+def test_unknown_run_and_bad_cursor_are_json_errors(api: Api, project_dir: Path) -> None:
+    run = submit(api, project_dir, "train.py", TRAIN)
+    follow(api, run["id"])
+    # A malformed cursor is refused before any stream starts; an unknown run is a 404
+    bad = api.get(f"runs/{run['id']}/events", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400 and "cursor" in bad.json()["message"]
+    for path in ("runs/nope_1", "runs/nope_1/log", "runs/nope_1/metrics", "runs/nope_1/artifacts"):
+        resp = api.get(path)
+        assert resp.status_code == 404 and "nope_1" in resp.json()["message"], path
+    assert api.post("runs/nope_1/cancel").status_code == 404
+    # The log tail is the end of the log, and its cursor reads on from the end
+    tail = api.get(f"runs/{run['id']}/log", params={"tail_bytes": "13"}).json()
+    assert tail["text"] == "done training\n"[-13:]
+    assert api.get(f"runs/{run['id']}/log", params={"cursor": tail["cursor"]}).json()["text"] == ""
