@@ -21,6 +21,7 @@ from ..core.history import History
 from ..core.paths import amlexec_home
 from ..core.project import Project
 from ..core.snapshot import SnapshotStore
+from .hub import Hubs
 
 T = TypeVar("T")
 WORKERS = 8  # core calls are short SQLite/file reads; a prepare or a check holds one worker
@@ -39,18 +40,21 @@ class ServerContext:
     history: History
     snapshots: SnapshotStore
     pool: ThreadPoolExecutor
+    hubs: Hubs
     _sessions: dict[Path, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, root_dir: str | Path, home: Path | None = None) -> ServerContext:
         home = Path(home) if home is not None else amlexec_home()
+        history = History(home)
         return cls(
             root_dir=Path(os.path.expanduser(str(root_dir))).resolve(),
             home=home,
-            history=History(home),
+            history=history,
             snapshots=SnapshotStore(home),
             pool=ThreadPoolExecutor(WORKERS, thread_name_prefix="amlexec-rest"),
+            hubs=Hubs(history),
         )
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:

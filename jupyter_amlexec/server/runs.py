@@ -10,7 +10,7 @@ import tornado.web
 from jupyter_server.auth.decorator import authorized
 from tornado.web import HTTPError
 
-from ..core.follow import FollowCursor, follow_async
+from ..core.follow import FollowCursor
 from ..core.history import History, RunRecord
 from . import views
 from .base import AmlExecHandler
@@ -162,11 +162,13 @@ class RunEventsHandler(EventStreamHandler):
             ) from None
         await self.amlexec.call(self.amlexec.history.get, run_id)  # and an unknown run a 404
         self.start_stream()
-        events = follow_async(self.amlexec.history, run_id, cursor or None)
-        async for event in self.until_closed(events):
-            name, data = views.event_json(event)
-            event_id = data.get("cursor") if name == "log" else None
-            if not await self.send(name, data, event_id):
+        async for step in self.until_closed(self.amlexec.hubs.steps(run_id, cursor or None)):
+            # one flush a step, and the step's end cursor as the id of its last event: a client
+            # that resumes from its last id gets the next step, with nothing repeated
+            for i, event in enumerate(step.events):
+                name, data = views.event_json(event)
+                self.write_event(name, data, step.cursor if i == len(step.events) - 1 else None)
+            if not await self.push():
                 return
         await self.send("end", {})
         self.finish()

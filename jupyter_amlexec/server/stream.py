@@ -39,19 +39,27 @@ class EventStreamHandler(AmlExecHandler):
         self.set_header("X-Accel-Buffering", "no")  # a buffering proxy would hold the log back
         self.write(f"retry: {RETRY_MS}\n\n")
 
-    async def send(self, event: str, data: Any, event_id: str | None = None) -> bool:
-        """Write one event and flush it; False once the client has gone."""
+    def write_event(self, event: str, data: Any, event_id: str | None = None) -> None:
+        """Buffer one event; `push` sends what is buffered."""
         lines = [f"event: {event}"]
         if event_id:
             lines.append(f"id: {event_id}")
         lines.append("data: " + json.dumps(data, default=str))
+        self.write("\n".join(lines) + "\n\n")
+
+    async def push(self) -> bool:
+        """Flush the buffered events; False once the client has gone."""
         try:
-            self.write("\n".join(lines) + "\n\n")
             await self.flush()
         except StreamClosedError:
             self.closed_event().set()
             return False
         return True
+
+    async def send(self, event: str, data: Any, event_id: str | None = None) -> bool:
+        """Write one event and flush it; False once the client has gone."""
+        self.write_event(event, data, event_id)
+        return await self.push()
 
     async def until_closed(self, events: AsyncIterator[T]) -> AsyncIterator[T]:
         """The items of `events` until it ends or the client disconnects (whichever comes first)."""

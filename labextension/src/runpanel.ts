@@ -77,6 +77,9 @@ export class RunPanel extends Widget {
         const url = urls.events(this.client.baseUrl, this.runId, this.view.cursor ?? undefined);
         for await (const ev of this.client.events(url, {}, this.abort.signal)) {
           this.apply({ event: ev.event, data: JSON.parse(ev.data) } as FollowEvent);
+          if (ev.id) {
+            this.view = { ...this.view, cursor: ev.id }; // a step's end: where a resumed stream starts
+          }
         }
       } catch (err) {
         if (this.abort.signal.aborted) {

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from .conftest import Api
 
@@ -222,3 +225,39 @@ def test_unknown_run_and_bad_cursor_are_json_errors(api: Api, project_dir: Path)
     tail = api.get(f"runs/{run['id']}/log", params={"tail_bytes": "13"}).json()
     assert tail["text"] == "done training\n"[-13:]
     assert api.get(f"runs/{run['id']}/log", params={"cursor": tail["cursor"]}).json()["text"] == ""
+
+
+def test_many_followers_of_one_live_run_each_get_the_whole_log_once(api: Api, project_dir: Path) -> None:
+    # Given a run that prints 200 numbered lines over a second or so
+    script = "import time\nfor i in range(200):\n    print('line', i, flush=True)\n    time.sleep(0.005)\n"
+    run = submit(api, project_dir, "lines.py", script)
+    # When eight clients follow it at once (they share one reader on the server)
+    results: list[list[tuple[str, Any]]] = [[] for _ in range(8)]
+
+    def one(i: int) -> None:
+        results[i] = follow(api, run["id"])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    # Then each saw every line exactly once, in order, and the run's end
+    expected = "".join(f"line {i}\n" for i in range(200))
+    for events in results:
+        assert "".join(d["text"] for n, d in events if n == "log" and d["source"] == "driver") == expected
+        assert [d["status"] for n, d in events if n == "status"][-1] == "Completed"
+    # And a client resuming from a step cursor mid-way gets the rest, nothing twice
+    with requests.get(
+        api.url(f"runs/{run['id']}/events"), headers=api.headers(), stream=True, timeout=60
+    ) as resp:
+        ids = [line[4:] for line in resp.iter_lines(decode_unicode=True) if line.startswith("id: ")]
+    assert len(ids) >= 1
+    middle = ids[len(ids) // 2]
+    rest = follow(api, run["id"], middle)
+    first = follow(api, run["id"])
+    cut = [n for n, _ in first]
+    assert rest and len(rest) < len(first) and cut[-1] == "end"
+    seen = "".join(d["text"] for n, d in first if n == "log" and d["source"] == "driver")
+    tail = "".join(d["text"] for n, d in rest if n == "log" and d["source"] == "driver")
+    assert seen.endswith(tail)
