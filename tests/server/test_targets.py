@@ -73,3 +73,20 @@ def test_prepare_streams_its_log_and_ends_done(api: Api, project_dir: Path) -> N
     # Then the stream ends with one done event saying it worked
     assert events[-1][0] == "done" and events[-1][1]["ok"] is True
     assert api.post("targets/nope/prepare", params={"path": rel(api, project_dir)}).status_code == 404
+
+
+def test_attach_takes_a_keyring_entry_or_a_key_file_as_the_secret(api: Api, project_dir: Path) -> None:
+    params = {"path": rel(api, project_dir)}
+    base = {"type": "remote", "address": "10.0.0.5", "username": "ana"}
+    # When one target names a keyring entry and another a private key file
+    ring = api.post("targets", params=params, json={**base, "name": "ring", "password_keyring": "gpu/ana"})
+    key = api.post("targets", params=params, json={**base, "name": "key", "key_file": "~/.ssh/id_ed25519"})
+    # Then each file says where the secret is, and the listing shows it the same way
+    assert ring.status_code == 201 and key.status_code == 201, (ring.text, key.text)
+    assert "passwordKeyring: gpu/ana" in (project_dir / "aml_config" / "ring.compute").read_text()
+    assert "privateKeyFile: ~/.ssh/id_ed25519" in (project_dir / "aml_config" / "key.compute").read_text()
+    listed = {t["id"]: t for t in api.get("targets", params=params).json()["targets"]}
+    assert (listed["ring"]["password_keyring"], listed["key"]["key_file"]) == ("gpu/ana", "~/.ssh/id_ed25519")
+    # And an unknown field is refused rather than written
+    bad = api.post("targets", params=params, json={**base, "name": "x", "secret": "hunter2"})
+    assert bad.status_code == 400 and "secret" in bad.json()["message"]
