@@ -130,3 +130,17 @@ def test_a_run_submitted_from_a_notebook_kernel_appears_live(lab: Lab) -> None:
         expect(newest).to_contain_text("<cell>")
         expect(newest.locator("[data-status]")).to_have_attribute("data-status", "Completed", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "lab-kernel-run.png"))
+
+
+def test_prepare_from_the_sidebar_shows_its_log_and_result(lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    with chromium_page() as page:
+        sidebar = open_sidebar(page, lab)
+        # When the user clicks Prepare on the local target
+        sidebar.locator('.jp-AmlExec-target[data-target="local"] button', has_text="Prepare").click()
+        # Then a panel shows the environment is ready (local: the user's own Python, nothing built)
+        status = page.locator(".jp-AmlExec-prepareStatus").first
+        expect(status).to_have_attribute("data-ok", "true", timeout=60_000)
+        expect(status).to_contain_text("Ready")
+        page.screenshot(path=str(ARTIFACTS / "lab-prepare.png"))

@@ -103,7 +103,7 @@ class Api:
                     name, data = None, []
 
 
-def start_server(tmp: Path) -> Server:
+def start_server(tmp: Path, *extra_args: str) -> Server:
     root, home = tmp / "root", tmp / "home"
     root.mkdir()
     port = free_port()
@@ -127,6 +127,7 @@ def start_server(tmp: Path) -> Server:
             f"--IdentityProvider.token={TOKEN}",
             f"--ServerApp.root_dir={root}",
             '--ServerApp.jpserver_extensions={"jupyter_amlexec": True}',
+            *extra_args,
         ],
         cwd=Path(__file__).resolve().parents[2],
         env=env,

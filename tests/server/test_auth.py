@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import requests
 
 from . import openapi_check
-from .conftest import Api, Server
+from .conftest import Api, Server, start_server, stop_server
 
 SAMPLE = {"run_id": "proj_1", "name": "local", "relative": "a.txt"}
 
@@ -45,3 +46,25 @@ def test_with_the_token_the_same_routes_answer(api: Api) -> None:
     # Given the token: an unknown run is a 404 with a message (the route is there and authorised)
     resp = api.get("runs/proj_1")
     assert resp.status_code == 404 and "proj_1" in resp.json()["message"]
+
+
+def test_the_servers_authorizer_decides_every_action(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Given a server whose authorizer lets users read but not change anything of ours
+    server = start_server(
+        tmp_path_factory.mktemp("readonly"),
+        "--ServerApp.authorizer_class=tests.server.readonly_authorizer.ReadOnlyAmlExec",
+    )
+    try:
+        (server.root / "p").mkdir()
+        (server.root / "p" / "a.py").write_text("print('never runs')")
+        api = Api(server)
+        # Then reads work, and every write or delete is refused before anything happens
+        assert api.get("targets", params={"path": "p"}).status_code == 200
+        assert api.get("runs").json()["total"] == 0
+        assert api.post("runs", json={"script": "p/a.py"}).status_code == 403
+        attach = api.post("targets", params={"path": "p"}, json={"name": "t", "type": "local"})
+        assert attach.status_code == 403 and not (server.root / "p" / "aml_config").exists()
+        assert api.delete("targets/local", params={"path": "p"}).status_code == 403
+        assert api.get("runs").json()["total"] == 0
+    finally:
+        stop_server(server)
