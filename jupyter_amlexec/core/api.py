@@ -116,6 +116,8 @@ def parse_env_assignments(pairs: Sequence[str] | None) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise ConfigError(f"--env takes NAME=VALUE, got {pair!r}.")
+        if "\x00" in pair:
+            raise ConfigError(f"--env {pair!r}: a NUL character cannot be passed to a process; remove it.")
         env[name] = value
     return env
 
