@@ -42,6 +42,9 @@ print("lab run says hello", flush=True)
 for step in range(4):
     amlexec_run.log("loss", 1.0 / (step + 1))
     time.sleep(0.4)
+import os
+os.makedirs("outputs", exist_ok=True)
+open("outputs/result.txt", "w").write("final loss 0.25")
 print("lab run done")
 """
 LONG = "import time\nprint('long lab run started', flush=True)\ntime.sleep(120)\n"

@@ -78,7 +78,22 @@ def test_submit_from_the_file_browser_reaches_completed_and_the_panel_shows_log_
         plot = panel.locator('.jp-AmlExec-metric[data-metric="loss"] polyline')
         expect(plot).to_have_count(1, timeout=30_000)
         assert len(plot.get_attribute("points").split()) == 4
+        # And its outputs are listed, and the download link gives the file
+        link = panel.locator(".jp-AmlExec-outputs a", has_text="result.txt").first
+        expect(link).to_be_visible(timeout=30_000)
+        href = link.get_attribute("href")
+        assert href is not None
+        assert (
+            page.request.get(f"{lab.url}{href}" if href.startswith("/") else href).text() == "final loss 0.25"
+        )
         page.screenshot(path=str(ARTIFACTS / "lab-run-completed.png"))
+        # When the user clicks Rerun, a new run of the same snapshot opens and completes too
+        panel.locator("button", has_text="Rerun").click()
+        expect(page.locator(".lm-TabBar-tab", has_text="Run 2: train.py")).to_be_visible(timeout=30_000)
+        expect(sidebar.locator(".jp-AmlExec-run", has_text="train.py")).to_have_count(2, timeout=30_000)
+        expect(sidebar.locator(".jp-AmlExec-run [data-status]").first).to_have_attribute(
+            "data-status", "Completed", timeout=60_000
+        )
         assert page.console_errors == []  # type: ignore[attr-defined]
 
 
