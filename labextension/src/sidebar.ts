@@ -165,6 +165,7 @@ export class ComputeSidebar extends Widget {
         h('span', { class: 'jp-AmlExec-targetType' }, t.type),
         h('span', { class: `jp-AmlExec-reach jp-AmlExec-${state}`, title, 'data-reach': state }, state),
         h('span', { class: 'jp-AmlExec-where' }, targetWhere(t)),
+        state === 'unreachable' ? h('div', { class: 'jp-AmlExec-why' }, title) : null,
         h(
           'span',
           { class: 'jp-AmlExec-actions' },

@@ -45,7 +45,11 @@ def test_sidebar_shows_targets_and_attach_writes_files_without_a_secret(lab: Lab
         page.screenshot(path=str(ARTIFACTS / "lab-attach-form.png"))
         dialog.locator("button", has_text="Attach").click()
         # Then the target is listed, and its files name the variable, never a value
-        expect(sidebar.locator('.jp-AmlExec-target[data-target="gpuvm"]')).to_contain_text("remotedocker")
+        gpuvm = sidebar.locator('.jp-AmlExec-target[data-target="gpuvm"]')
+        expect(gpuvm).to_contain_text("remotedocker")
+        # (gpu.lab does not exist here: the sidebar says it is unreachable, and why, in words)
+        expect(gpuvm.locator("[data-reach]")).to_have_attribute("data-reach", "unreachable", timeout=60_000)
+        expect(gpuvm.locator(".jp-AmlExec-why")).not_to_be_empty()
         compute = lab.root / "proj" / "aml_config" / "gpuvm.compute"
         assert (lab.root / "proj" / "aml_config" / "gpuvm.runconfig").is_file()
         text = compute.read_text()
