@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ...environment import pip_only_supported
+from ...environment import pip_requirements
 from ...errors import EnvironmentBuildError
 from ...models import EnvironmentSpec
 from ..base import ControlLog
@@ -31,7 +31,7 @@ from .pip_forwarding import host_pip_files
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "amlexec-env-4"  # bump when the recipe changes: every environment is rebuilt
+RECIPE_VERSION = "amlexec-env-5"  # bump when the recipe changes: every environment is rebuilt
 IMAGE_REPOSITORY = "amlexec-env"
 ENV_PREFIX = "/opt/amlexec-env"
 BUILD_DIR = "/tmp/amlexec-build"
@@ -77,6 +77,10 @@ else
        fi ;;
   esac
   echo "No conda in the base image: a venv at $PREFIX with $PY ($HAVE), then pip install of the pip: section"
+  if [ -s pip-notes.txt ]; then
+    echo "The conda file's dependencies: are installed with pip (no conda here):"
+    sed 's/^/  /' pip-notes.txt
+  fi
   "$PY" -m venv "$PREFIX"
   # the venv's own packages first, then the base image's (pyspark, numpy... already in the image)
   SITE=$("$PREFIX/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -135,15 +139,20 @@ def _sh_quote(value: str) -> str:
 
 def recipe_files(env: EnvironmentSpec, *, forward_pip_config: bool) -> dict[str, bytes]:
     """The build directory's files: parameters, requirements, conda file, host pip settings."""
+    as_pip = pip_requirements(env)  # without conda: the conda packages through pip where it can
     args = {
         "WANT_PYTHON": env.python_version or "",
-        "CONDA_ONLY": " ".join(pip_only_supported(env)),
+        "CONDA_ONLY": " ".join(as_pip.conda_only),
         "PREFIX": ENV_PREFIX,
         "MARKER": BASE_PYTHON_MARKER,
     }
+    notes = [
+        f"conda package {spec}: through pip" for spec in env.conda_packages if spec not in as_pip.conda_only
+    ]
     files = {
         "args.sh": "".join(f"{k}={_sh_quote(v)}\n" for k, v in args.items()).encode(),
-        "requirements.txt": "".join(p + "\n" for p in env.pip_packages).encode(),
+        "requirements.txt": "".join(p + "\n" for p in as_pip.requirements).encode(),
+        "pip-notes.txt": "".join(line + "\n" for line in (*notes, *as_pip.notes)).encode(),
     }
     if env.conda is not None:
         files["environment.yml"] = json.dumps(env.conda).encode()  # JSON is YAML
@@ -233,11 +242,12 @@ def _build_failure(
     tail = lines.last()
     conda_file = env.conda_file or "aml_config/conda_dependencies.yml"
     if code == EXIT_CONDA_ONLY:
-        names = ", ".join(pip_only_supported(env))
+        names = ", ".join(pip_requirements(env).conda_only)
         return EnvironmentBuildError(
-            f"{conda_file} asks for conda packages ({names}) but the base image {base_name} "
-            f"(baseDockerImage in aml_config/{target_name}.compute) has no conda, mamba or micromamba. "
-            f"Move them to the `pip:` section if pip has them, or use a base image with conda.",
+            f"{conda_file} asks for packages only conda has ({names}) but the base image {base_name} "
+            f"(baseDockerImage in aml_config/{target_name}.compute) has no conda, mamba or micromamba "
+            f"(the file's other dependencies would have been installed with pip). Remove them, or use "
+            f"a base image with conda.",
             tail,
         )
     if code == EXIT_PYTHON_MISMATCH:
