@@ -51,7 +51,7 @@ def _load_key(path: Path, secret: _Secret, tried: list[str]) -> Any | None:
     except FileNotFoundError:
         tried.append(f"{path} (not found)")
         return None
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "no password"
         passphrase = secret.get()
         if passphrase is None:
             tried.append(
@@ -60,8 +60,8 @@ def _load_key(path: Path, secret: _Secret, tried: list[str]) -> Any | None:
             )
             return None
         try:
-            return paramiko.PKey.from_path(str(path), passphrase)
-        except (paramiko.SSHException, ValueError):
+            return paramiko.PKey.from_path(str(path), passphrase.encode())
+        except (paramiko.SSHException, ValueError, TypeError):
             tried.append(f"{path} (the passphrase does not decrypt it)")
             return None
     except (paramiko.SSHException, ValueError, OSError) as exc:

@@ -201,8 +201,10 @@ class SshConnection:
     def _open_channel(self) -> Any:
         import paramiko
 
-        if not self.is_active:
+        if not self._transports:
             self.connect()
+        elif not self.is_active:
+            raise self._lost(None)  # reconnecting is the pool's (and retry's) decision
         try:
             channel = self._transports[-1].open_session(timeout=self.timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
