@@ -7,6 +7,7 @@ sshd fails the test (tests.conftest.require); elsewhere it skips.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
@@ -110,7 +111,9 @@ def remote_dir(ssh_home: Path, ssh_hosts: SshHosts) -> Iterator[str]:
     """A fresh folder under the test user's home on the hosts (they share one file system), removed after."""
     name = f".amlexec-test-{uuid.uuid4().hex[:12]}"
     yield f"~/{name}"
-    conn = SshConnection(endpoint_for(ssh_hosts)).connect()
+    # the test may have rewritten ~/.ssh/known_hosts: clean up with the hosts' own file
+    endpoint = dataclasses.replace(endpoint_for(ssh_hosts), known_hosts=(ssh_hosts.known_hosts,))
+    conn = SshConnection(endpoint).connect()
     try:
         conn.run(["sh", "-c", f'rm -rf "$HOME"/{name}'])
     finally:
