@@ -59,10 +59,12 @@ class DetachedProcess:
 
     @property
     def log_path(self) -> str:
+        """stdout + stderr of the command, appended as it runs."""
         return f"{self.state_dir}/{LOG_NAME}"
 
     @property
     def exit_path(self) -> str:
+        """Written (atomically) when the command ended: "<exit code> <UTC end time>"."""
         return f"{self.state_dir}/{EXIT_NAME}"
 
     def to_dict(self) -> dict[str, object]:
@@ -71,6 +73,7 @@ class DetachedProcess:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> DetachedProcess:
+        """The process `to_dict` described (from a run record, in any process)."""
         return cls(
             state_dir=str(data["state_dir"]),
             pid=int(str(data["pid"])),

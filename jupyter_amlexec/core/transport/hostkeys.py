@@ -35,6 +35,7 @@ class KnownHostEntry:
 
     @property
     def fingerprint(self) -> str:
+        """This line's key as OpenSSH shows it (SHA256:...)."""
         return fingerprint(self.key_blob)
 
 

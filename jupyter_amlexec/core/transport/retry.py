@@ -33,6 +33,7 @@ class RetryPolicy:
     give_up_after: float = GIVE_UP_AFTER
 
     def delays(self) -> Callable[[], float]:
+        """A fresh sequence of waits for one outage: each call gives the next."""
         state = [self.initial]
 
         def next_delay() -> float:

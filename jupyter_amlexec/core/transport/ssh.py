@@ -43,6 +43,7 @@ class CommandResult:
     bytes_sent: int = 0
 
     def text(self) -> str:
+        """stdout as text (UTF-8, undecodable bytes replaced)."""
         return self.stdout.decode("utf-8", errors="replace")
 
 
@@ -147,9 +148,11 @@ class SshConnection:
 
     @property
     def is_active(self) -> bool:
+        """True while the transport to the endpoint is up (False before connect and after a drop)."""
         return bool(self._transports) and bool(self._transports[-1].is_active())
 
     def close(self) -> None:
+        """Close the transport and its jump hosts' (commands running over there go on)."""
         with self._lock:
             self._close_transports()
 
@@ -322,6 +325,7 @@ class ConnectionPool:
             conn.close()
 
     def close_all(self) -> None:
+        """Close every connection of the pool (at exit, or in tests)."""
         with self._lock:
             connections, self._connections = list(self._connections.values()), {}
         for conn in connections:

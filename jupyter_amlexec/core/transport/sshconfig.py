@@ -78,6 +78,7 @@ class Endpoint:
         return (self.username, self.host, self.port)
 
     def describe(self) -> str:
+        """user@host:port (via jump hosts), for messages."""
         via = f" via {', '.join(j.describe() for j in self.jumps)}" if self.jumps else ""
         return f"{self.username}@{self.host}:{self.port}{via}"
 
