@@ -58,7 +58,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
   local pid
   pid=$(cat "$dir/sshd.pid" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && timeout 3 ssh-keyscan -p "$SSHD_PORT" "$addr" >/dev/null 2>&1; then
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && _sshd_is_ours "$addr" "$dir"; then
     echo "sshd: $addr:$SSHD_PORT already running (pid $pid)"
     return
   fi
@@ -66,16 +66,23 @@ EOF
   pid=$!
   STARTED_PIDS+=("$pid")
   for _ in $(seq 1 80); do
-    if timeout 3 ssh-keyscan -p "$SSHD_PORT" "$addr" >/dev/null 2>&1; then
+    # ready = our process alive AND the key answering is our host key (not another sshd's)
+    if kill -0 "$pid" 2>/dev/null && _sshd_is_ours "$addr" "$dir"; then
       echo "sshd: $addr:$SSHD_PORT ready (pid $pid, log $dir/sshd.log)"
       return
     fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  echo "sshd: $addr:$SSHD_PORT did not come up; last log lines:" >&2
+  echo "sshd: $addr:$SSHD_PORT did not come up (another sshd on that port? set AMLEXEC_TEST_SSH_PORT); log:" >&2
   tail -n 20 "$dir/sshd.log" >&2
   return 1
+}
+
+_sshd_is_ours() {
+  local addr=$1 dir=$2 key
+  key=$(cut -d' ' -f2 "$dir/host_ed25519.pub")
+  timeout 3 ssh-keyscan -t ed25519 -p "$SSHD_PORT" "$addr" 2>/dev/null | grep -qF "$key"
 }
 
 ensure_sshd_hosts() {
@@ -90,8 +97,9 @@ ensure_sshd_hosts() {
     hosts+=("$addr:$SSHD_PORT")
   done
   : >"$INFRA/sshd/known_hosts.tmp"
-  for addr in "${SSHD_HOSTS[@]}"; do
-    ssh-keyscan -t ed25519 -p "$SSHD_PORT" "$addr" >>"$INFRA/sshd/known_hosts.tmp" 2>/dev/null
+  for addr in "${SSHD_HOSTS[@]}"; do # from our host keys, not from whoever answers on the port
+    printf '[%s]:%s %s\n' "$addr" "$SSHD_PORT" "$(cut -d' ' -f1,2 "$INFRA/sshd/$addr/host_ed25519.pub")" \
+      >>"$INFRA/sshd/known_hosts.tmp"
   done
   mv "$INFRA/sshd/known_hosts.tmp" "$INFRA/sshd/known_hosts"
   export AMLEXEC_TEST_SSH_HOSTS="${hosts[*]}"
