@@ -370,3 +370,12 @@ def test_a_host_that_stays_away_is_given_up_on_with_a_clear_error(
 def test_nothing_listening_is_a_transport_error_naming_host_and_port(connect: Connect) -> None:
     with pytest.raises(TransportError, match=r"127\.0\.0\.2 port 2299 \(Connection refused\)"):
         connect(0, address="127.0.0.2:2299")
+
+
+def test_a_command_past_its_timeout_is_abandoned_with_a_clear_error(connect: Connect) -> None:
+    conn = connect(0)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"`sleep 30` .* did not finish within 1 s"):
+        conn.run("sleep 30", timeout=1)
+    assert time.monotonic() - started < 5
+    assert conn.run("echo still usable").text() == "still usable\n"  # the connection itself is fine
