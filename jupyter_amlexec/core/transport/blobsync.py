@@ -1,9 +1,10 @@
 """Snapshot transfer by delta: a content-addressed blob cache on the host, so a file travels once.
 
 Two round trips per submit, whatever the number of files: (1) the host is asked which blobs it
-holds (by an 8-hex prefix of each digest, gzip'd; answered with full names, sizes and times); (2) one gzip'd
-tar stream carries the missing blobs into the cache and hard-link entries that assemble the run's
-working directory from the cache (tar makes the links itself: no process per file on the host).
+holds (by an 8-hex prefix of each digest, gzip'd; answered with full names, sizes and times);
+(2) one tar stream (gzip'd when small) carries the missing blobs into the cache and hard-link
+entries that assemble the run's working directory from the cache (tar makes the links itself: no
+process per file on the host).
 The host needs only `sh`, `tar` with gzip and coreutils (a Docker host may have no Python).
 
 Cache layout under `root` (default `~/.amlexec`): `blobs/<2 hex>/<sha256>.<mode>` (one file per
@@ -16,15 +17,13 @@ transfer leaves no half blob under a final name. Work dirs and the cache share o
 from __future__ import annotations
 
 import gzip
-import os
 import shlex
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from ..errors import ConfigError, TargetUnavailableError
@@ -37,10 +36,10 @@ DEFAULT_ROOT = "~/.amlexec"
 CACHE_MTIME = 946684800  # 2000-01-01T00:00:00Z on every cached blob: a changed one is noticed
 _PREFIX = 8  # hex digits of a digest in the "which do you have?" question (full names come back)
 _STAT_BATCH = 2000  # file names per `stat` call on the host
-# Contents up to this many bytes are compressed (a delta: CPU is cheap, the link may be slow);
-# beyond, stored: a first upload of many MB is CPU-bound with gzip (~36 MB/s on random data, while
-# the SSH channel carries ~200 MB/s). The link entries always go compressed (a gzip member of their
-# own: `gzip -d` reads concatenated members as one stream).
+# A push carrying up to this many bytes of contents is gzip'd (a delta: its ~50 B of link entry
+# per file compress to a fraction, and CPU is cheap); a bigger one goes as a plain tar: a first
+# upload is CPU-bound with gzip (~36 MB/s on random data; the channel carries ~200 MB/s), and its
+# link entries (512 B a file) are a small part of it.
 _COMPRESS_UP_TO = 16 * 1024 * 1024
 
 
@@ -105,12 +104,15 @@ class BlobSync:
                 missing.setdefault(name, entry)
         incoming = f"blobs/.in-{uuid.uuid4().hex[:16]}"
         payload = sum(e.size for e in missing.values())
-        stream = _TarStream(snapshot, entries, missing, incoming, workdir, payload)
-        script = _PUSH_SCRIPT.format(root=host_path(self.root), inc=incoming, wd=shlex.quote(workdir))
-        try:
-            result = self.conn.run(["sh", "-c", script], stdin=stream.reader, timeout=timeout)
-        finally:
-            stream.finish()
+        compress = payload <= _COMPRESS_UP_TO
+        script = _PUSH_SCRIPT.format(
+            root=host_path(self.root), inc=incoming, wd=shlex.quote(workdir), z="-z" if compress else ""
+        )
+
+        def produce(write: Callable[[bytes], None]) -> None:
+            _write_push_tar(write, snapshot, entries, missing, incoming, workdir, compress)
+
+        result = self.conn.run(["sh", "-c", script], stdin=produce, timeout=timeout)
         if result.exit_code != 0:
             err = result.stderr.decode("utf-8", "replace").strip()
             raise TargetUnavailableError(
@@ -186,7 +188,7 @@ cd {root}
 trap 'rm -rf {inc}' EXIT
 rm -rf {wd}
 mkdir -p {inc} {wd}
-tar -x -z -p -o -f - -C .
+tar -x {z} -p -o -f - -C .
 cd {inc}
 set --
 for d in */; do
@@ -213,86 +215,65 @@ class _Counting:
         self._write(data)
 
 
-class _GzipMembers:
-    """A gzip stream whose compression level can change: each level is a new gzip member."""
+class _Buffered:
+    """Gathers tarfile's 10 KiB records into large writes (fewer, fuller SSH packets)."""
 
-    def __init__(self, raw: BinaryIO, level: int) -> None:
-        self._raw = raw
-        self._gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0)
+    def __init__(self, write: Callable[[bytes], None], size: int = 256 * 1024) -> None:
+        self._write = write
+        self._size = size
+        self._parts: list[bytes] = []
+        self._held = 0
 
     def write(self, data: bytes) -> int:
-        return self._gz.write(data)
+        self._parts.append(bytes(data))
+        self._held += len(data)
+        if self._held >= self._size:
+            self.flush()
+        return len(data)
 
-    def switch(self, level: int) -> None:
-        self._gz.close()  # ends the member; the raw stream stays open
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
-
-    def __enter__(self) -> _GzipMembers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._gz.close()
+    def flush(self) -> None:
+        if self._parts:
+            self._write(b"".join(self._parts))
+            self._parts, self._held = [], 0
 
 
-class _TarStream:
-    """The push's tar.gz, written on a thread into a pipe whose reading end is the command's stdin."""
-
-    def __init__(
-        self,
-        snapshot: Snapshot,
-        entries: list[SnapshotEntry],
-        missing: dict[str, SnapshotEntry],
-        incoming: str,
-        workdir: str,
-        payload: int,
-    ) -> None:
-        read_fd, write_fd = os.pipe()
-        self.reader: BinaryIO = os.fdopen(read_fd, "rb")
-        self._writer = os.fdopen(write_fd, "wb")
-        self._error: BaseException | None = None
-        args = (snapshot, entries, missing, incoming, workdir, 6 if payload <= _COMPRESS_UP_TO else 0)
-        self._thread = threading.Thread(target=self._write, args=args, name="amlexec-blobsync", daemon=True)
-        self._thread.start()
-
-    def _write(
-        self,
-        snapshot: Snapshot,
-        entries: list[SnapshotEntry],
-        missing: dict[str, SnapshotEntry],
-        incoming: str,
-        workdir: str,
-        level: int,
-    ) -> None:
-        try:
-            where = snapshot.store.blobs.locate(e.blob for e in missing.values())
-            with self._writer, _GzipMembers(self._writer, level) as gz:
-                tar = tarfile.open(fileobj=cast(BinaryIO, gz), mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
-                for name, entry in missing.items():
-                    info = tarfile.TarInfo(f"{incoming}/{name}")
-                    info.size, info.mode, info.mtime = entry.size, entry.mode, CACHE_MTIME
-                    loc = where[entry.blob]
-                    with open(loc.path, "rb") as src:
-                        src.seek(loc.offset)
-                        tar.addfile(info, src)
-                gz.switch(6)
-                for entry in entries:
-                    name = _cache_name(entry)
-                    link = tarfile.TarInfo(f"{workdir}/{entry.path}")
-                    link.type = tarfile.LNKTYPE
-                    link.linkname = f"{incoming}/{name}" if name in missing else f"blobs/{name}"
-                    link.mtime = CACHE_MTIME
-                    tar.addfile(link)
-                tar.close()
-        except BrokenPipeError:
-            pass  # the remote side stopped reading: its exit status tells why
-        except (OSError, ValueError):
-            pass  # the pipe was closed under us: the command failed, and says so
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread by finish()
-            self._error = exc
-
-    def finish(self) -> None:
-        """Wait for the writer (closing the pipe first ends it if the command stopped reading)."""
-        self.reader.close()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+def _write_push_tar(
+    write: Callable[[bytes], None],
+    snapshot: Snapshot,
+    entries: list[SnapshotEntry],
+    missing: dict[str, SnapshotEntry],
+    incoming: str,
+    workdir: str,
+    compress: bool,
+) -> None:
+    """The push's tar (gzip'd if `compress`): missing blobs into `incoming`, then a hard link per file."""
+    where = snapshot.store.blobs.locate(e.blob for e in missing.values())
+    out = _Buffered(write)
+    gz = gzip.GzipFile(fileobj=cast(BinaryIO, out), mode="wb", compresslevel=6, mtime=0) if compress else None
+    sink = cast(BinaryIO, gz if gz is not None else out)
+    sources: dict[Path, BinaryIO] = {}  # a pack holds many blobs: open it once
+    try:
+        tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        for name, entry in missing.items():
+            info = tarfile.TarInfo(f"{incoming}/{name}")
+            info.size, info.mode, info.mtime = entry.size, entry.mode, CACHE_MTIME
+            loc = where[entry.blob]
+            src = sources.get(loc.path)
+            if src is None:
+                src = sources[loc.path] = open(loc.path, "rb")  # noqa: SIM115 (closed below)
+            src.seek(loc.offset)
+            tar.addfile(info, src)
+        for entry in entries:
+            name = _cache_name(entry)
+            link = tarfile.TarInfo(f"{workdir}/{entry.path}")
+            link.type = tarfile.LNKTYPE
+            link.linkname = f"{incoming}/{name}" if name in missing else f"blobs/{name}"
+            link.mtime = CACHE_MTIME
+            tar.addfile(link)
+        tar.close()
+        if gz is not None:
+            gz.close()
+    finally:
+        for f in sources.values():
+            f.close()
+    out.flush()

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 Command = Sequence[str] | str  # an argv (quoted for the remote shell) or a shell command line
 Sink = Callable[[bytes], object] | BinaryIO
+# stdin: bytes, a readable file, or a producer called (on the stdin thread) with a write function
+Stdin = bytes | BinaryIO | Callable[[Callable[[bytes], None]], None]
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
 _CHUNK = 256 * 1024
@@ -175,14 +177,15 @@ class SshConnection:
         self,
         command: Command,
         *,
-        stdin: bytes | BinaryIO | None = None,
+        stdin: Stdin | None = None,
         stdout: Sink | None = None,
         stderr: Sink | None = None,
         timeout: float | None = 60.0,
     ) -> CommandResult:
         """Run a command on the host and wait for it: exit code and output.
 
-        `stdin` is sent and then closed; `stdout`/`stderr` sinks (callables or writable files) get
+        `stdin` (bytes, a file, or a producer given a write function) is sent and then closed;
+        `stdout`/`stderr` sinks (callables or writable files) get
         the output as it arrives (a streaming exec) instead of it being kept in the result. A
         command that outlives `timeout` seconds is abandoned (its channel closed): TransportError.
         """
@@ -269,7 +272,7 @@ class _Collector:
 class _Feeder:
     """Writes stdin on its own thread, so a command's output never waits for its input (no deadlock)."""
 
-    def __init__(self, channel: Any, stdin: bytes | BinaryIO | None) -> None:
+    def __init__(self, channel: Any, stdin: Stdin | None) -> None:
         self._channel = channel
         self._stdin = stdin
         self.sent = 0
@@ -277,20 +280,27 @@ class _Feeder:
         self._thread = threading.Thread(target=self._feed, name="amlexec-ssh-stdin", daemon=True)
         self._thread.start()
 
+    def _send(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)  # in chunks: paramiko's sendall re-slices what is left each time
+        for start in range(0, len(view), _CHUNK):
+            self._channel.sendall(view[start : start + _CHUNK])
+        self.sent += len(view)
+
     def _feed(self) -> None:
         try:
             if isinstance(self._stdin, bytes | bytearray):
-                view = memoryview(self._stdin)  # chunks: paramiko's sendall re-slices what is left
-                for start in range(0, len(view), _CHUNK):
-                    self._channel.sendall(view[start : start + _CHUNK])
-                self.sent = len(view)
+                self._send(self._stdin)
+            elif callable(self._stdin):
+                self._stdin(self._send)
             elif self._stdin is not None:
                 while chunk := self._stdin.read(_CHUNK):
-                    self._channel.sendall(chunk)
-                    self.sent += len(chunk)
-            self._channel.shutdown_write()
+                    self._send(chunk)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread by finish()
             self.error = exc
+        try:
+            self._channel.shutdown_write()  # also after a failed producer: the command sees the end
+        except (OSError, EOFError):
+            pass
 
     def finish(self) -> int:
         self._thread.join()
