@@ -14,9 +14,10 @@ SSH_TEST_PASSPHRASE=amlexec-test-passphrase # a test key's passphrase, not a sec
 
 _sshd_user() {
   local user=$1 group=${2:-}
-  if ! id "$user" >/dev/null 2>&1; then
-    if [ -n "$group" ]; then useradd -m -s /bin/sh -G "$group" "$user"; else useradd -m -s /bin/sh "$user"; fi
-  fi
+  local groups=()
+  [ -n "$group" ] && groups=(-G "$group")
+  # another checkout on this machine may be making the same user right now: exists = fine
+  id "$user" >/dev/null 2>&1 || useradd -m -s /bin/sh "${groups[@]}" "$user" 2>/dev/null || id "$user" >/dev/null
   usermod -p '*' "$user" # locked accounts are refused by sshd even for keys
 }
 
