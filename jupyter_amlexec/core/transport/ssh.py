@@ -79,7 +79,7 @@ class SshConnection:
                         sock = self._open_socket(hop)
                     transport = self._handshake(hop, sock)
                     self._transports.append(transport)
-                    authenticate(transport, hop)
+                    self._authenticate(transport, hop)
                     sock = None
                     if hop is not self.endpoint:
                         sock = self._open_forward(transport, self._next_hop(hop))
@@ -91,6 +91,16 @@ class SshConnection:
             self._transports[-1].set_keepalive(KEEPALIVE_SECONDS)
             log.debug("ssh: connected to %s", self.endpoint.describe())
             return self
+
+    def _authenticate(self, transport: Any, hop: Endpoint) -> None:
+        import paramiko
+
+        try:
+            authenticate(transport, hop)
+        except (paramiko.SSHException, EOFError, OSError) as exc:  # refusals are raised as ours
+            raise TransportError(
+                f"The SSH connection to {hop.host}:{hop.port} dropped while authenticating ({exc})."
+            ) from exc
 
     def _next_hop(self, hop: Endpoint) -> Endpoint:
         chain = (*self.endpoint.jumps, self.endpoint)
