@@ -132,3 +132,24 @@ def test_a_state_dir_in_use_is_refused(connect: Connect, remote_dir: str) -> Non
 
     with pytest.raises(TargetUnavailableError, match="state dir in use"):
         start_detached(conn, ["true"], state_dir=state_dir)
+
+
+def test_a_detached_process_survives_the_sshd_serving_its_connection_being_killed(
+    connect: Connect, remote_dir: str
+) -> None:
+    # Given a detached command started over a connection
+    conn = connect(0)
+    proc = start_detached(
+        conn, ["sh", "-c", "sleep 1.5; echo finished"], state_dir=f"{conn.home}/{remote_dir[2:]}/s"
+    )
+    # When the sshd process serving that connection is killed (as when sshd dies or is restarted)
+    session = conn.run('echo "$PPID"').text().strip()
+    connect(0).run(["kill", "-9", session])
+    deadline = time.monotonic() + 10
+    while conn.is_active and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not conn.is_active
+    # Then the command carries on to its end, seen from a new connection
+    again = connect(0)
+    log, state = read_to_end(again, proc, 0)
+    assert (log, state.exit_code) == (b"finished\n", 0)
