@@ -54,7 +54,6 @@ StrictModes no
 AllowTcpForwarding yes
 ClientAliveInterval 15
 MaxStartups 50:30:100
-MaxSessions 50
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
   local pid

@@ -31,6 +31,9 @@ Sink = Callable[[bytes], object] | BinaryIO
 Stdin = bytes | BinaryIO | Callable[[Callable[[bytes], None]], None]
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
+# Commands at once on one connection. sshd refuses channels beyond its MaxSessions (10 by
+# default) with "administratively prohibited": more runs than this wait for a free one instead.
+MAX_SESSIONS = 8
 _CHUNK = 256 * 1024
 _RSA_ALGORITHMS = ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
 
@@ -63,6 +66,7 @@ class SshConnection:
         self._transports: list[Any] = []  # jump hosts first, the endpoint's own transport last
         self._home: str | None = None
         self._lock = threading.Lock()
+        self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
 
     # --- connecting -------------------------------------------------------------------------
 
@@ -199,7 +203,16 @@ class SshConnection:
         the output as it arrives (a streaming exec) instead of it being kept in the result. A
         command that outlives `timeout` seconds is abandoned (its channel closed): TransportError.
         """
-        channel = self._open_channel()
+        if not self._sessions.acquire(timeout=timeout if timeout is not None else -1):
+            raise TransportError(
+                f"No free SSH session on {self.endpoint.describe()} within {timeout:.0f} s "
+                f"({MAX_SESSIONS} commands at once are running on it)."
+            )
+        try:
+            channel = self._open_channel()
+        except BaseException:
+            self._sessions.release()
+            raise
         try:
             channel.exec_command(as_command_line(command))
             feeder = _Feeder(channel, stdin)
@@ -213,6 +226,7 @@ class SshConnection:
             raise self._lost(exc) from exc
         finally:
             channel.close()
+            self._sessions.release()
 
     def _open_channel(self) -> Any:
         import paramiko
@@ -223,6 +237,11 @@ class SshConnection:
             raise self._lost(None)  # reconnecting is the pool's (and retry's) decision
         try:
             channel = self._transports[-1].open_session(timeout=self.timeout)
+        except paramiko.ChannelException as exc:  # the link is fine: the host said no
+            raise TransportError(
+                f"{self.endpoint.describe()} refused a new SSH session ({exc}); its sshd may allow "
+                f"fewer than {MAX_SESSIONS} at once (MaxSessions in sshd_config)."
+            ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._lost(exc) from exc
         return channel

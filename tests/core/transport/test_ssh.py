@@ -125,11 +125,11 @@ def test_an_agent_key_is_used_without_a_key_file(
     sock = tmp_path / "agent.sock"
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            if sock.exists():
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        for _ in range(100):  # the socket file appears before the agent listens: ask it
+            if subprocess.run(["ssh-add", "-l"], capture_output=True).returncode != 2:
                 break
             time.sleep(0.05)
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         subprocess.run(["ssh-add", "-q", str(ssh_hosts.key)], check=True, capture_output=True)
         endpoint = endpoint_for(ssh_hosts, 0, key_file=None)
         assert endpoint.key_files == ()  # HOME has no ~/.ssh/id_* either
@@ -379,3 +379,20 @@ def test_a_command_past_its_timeout_is_abandoned_with_a_clear_error(connect: Con
         conn.run("sleep 30", timeout=1)
     assert time.monotonic() - started < 5
     assert conn.run("echo still usable").text() == "still usable\n"  # the connection itself is fine
+
+
+def test_more_commands_at_once_than_sshd_allows_sessions_all_run(connect: Connect) -> None:
+    # Given one connection and 16 commands at once (sshd's default MaxSessions is 10 per connection)
+    conn = connect(0)
+    results: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        results[i] = conn.run(f"sleep 0.3; echo {i}").text().strip()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then every one of them ran (waiting for a free session rather than being refused)
+    assert results == {i: str(i) for i in range(16)}
