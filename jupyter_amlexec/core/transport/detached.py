@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError, TargetUnavailableError
-from .ssh import SshConnection
+from .ssh import Sink, SshConnection
 
 LOG_NAME = "output.log"
 EXIT_NAME = "exit_code"
@@ -181,6 +181,62 @@ def poll(
     code = None if fields[2] == "-" else int(fields[2])
     ended = fields[3] if code is not None and len(fields) > 3 else None
     return ProcessState(fields[0] == "1", code, ended, data, offset + len(data), int(fields[1]))
+
+
+# Streams the log from an offset while the process runs; ends when the exit file appears (read
+# before the last log read, so that read is final) or the process is gone without one. Exactly
+# the bytes counted are written (head -c), so the caller's offset is the host's. Trailer on stderr.
+_FOLLOW = r"""d={d}; off={offset}; n=0; code=; alive=1
+while :; do
+  [ -f "$d/exit_code" ] && code=$(cat "$d/exit_code")
+  size=$(wc -c <"$d/output.log")
+  if [ "$size" -gt "$off" ]; then
+    tail -c +$((off + 1)) "$d/output.log" | head -c $((size - off)); off=$size
+  fi
+  [ -n "$code" ] && break
+  n=$((n + 1))
+  if [ $((n % 20)) = 0 ]; then
+    {alive}
+    [ "$alive" = 1 ] || {{ [ -f "$d/exit_code" ] || break; continue; }}
+  fi
+  sleep {interval}
+done
+printf 'amlexec-follow %s %s %s\n' "$off" "$alive" "${{code:--}}" >&2
+"""
+
+
+def follow(
+    conn: SshConnection,
+    proc: DetachedProcess,
+    offset: int,
+    sink: Sink,
+    *,
+    interval: float = 0.05,
+    timeout: float | None = None,
+) -> ProcessState:
+    """Stream the log from `offset` into `sink` as it grows, until the process ends (one channel).
+
+    Returns the final state (`log` empty: it went to the sink). If the connection drops, a
+    TransportError is raised; the bytes the sink got are exactly those of the log from `offset`,
+    so following again from `offset + received` leaves no gap and no duplicate.
+    """
+    script = _FOLLOW.format(
+        d=shlex.quote(proc.state_dir),
+        offset=offset,
+        interval=f"{interval:g}",
+        alive=_ALIVE.format(pid=proc.pid, ticks=proc.start_ticks).replace("\n", "\n    "),
+    )
+    result = conn.run(["sh", "-c", script], stdout=sink, timeout=timeout)
+    trailer = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    fields = trailer[-1].split() if trailer else []
+    if result.exit_code != 0 or len(fields) < 4 or fields[0] != "amlexec-follow":
+        raise TargetUnavailableError(
+            f"Could not follow the log of process {proc.pid} in {proc.state_dir} on "
+            f"{conn.endpoint.describe()}: {' '.join(trailer)[-500:] or 'exit ' + str(result.exit_code)}"
+        )
+    end, code = int(fields[1]), None if fields[3] == "-" else int(fields[3])
+    ended = fields[4] if code is not None and len(fields) > 4 else None
+    return ProcessState(fields[2] == "1" and code is None, code, ended, b"", end, end)
 
 
 def is_alive(conn: SshConnection, proc: DetachedProcess) -> bool:

@@ -261,6 +261,8 @@ class SshConnection:
             if busy:
                 continue
             if channel.exit_status_ready() and (channel.eof_received or channel.closed):
+                if channel.exit_status == -1 and not self.is_active:
+                    raise self._lost(None)  # paramiko wakes waiters with -1 when the link dies
                 return
             if not self.is_active or channel.closed:
                 raise self._lost(None)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from jupyter_amlexec.core.errors import TransportError
 from jupyter_amlexec.core.transport.detached import (
     DetachedProcess,
     ProcessState,
+    follow,
     is_alive,
     kill_group,
     poll,
@@ -153,3 +158,43 @@ def test_a_detached_process_survives_the_sshd_serving_its_connection_being_kille
     again = connect(0)
     log, state = read_to_end(again, proc, 0)
     assert (log, state.exit_code) == (b"finished\n", 0)
+
+
+def test_following_streams_the_log_live_and_resumes_after_a_cut_without_gap_or_duplicate(
+    ssh_home: Path, ssh_hosts: SshHosts, remote_dir: str
+) -> None:
+    # Given a command printing 60 lines over about 3 s, on a host behind a proxy
+    host, port = ssh_hosts.hosts[0]
+    with TcpProxy((host, port)) as proxy:
+        known = ssh_home / ".ssh" / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{proxy.port} {known_line(ssh_hosts, 0).split(' ', 1)[1]}\n")
+        endpoint = endpoint_for(ssh_hosts, 0, address=f"127.0.0.1:{proxy.port}")
+        pool = ConnectionPool()
+        conn = pool.get(endpoint)
+        script = 'i=1; while [ $i -le 60 ]; do echo "line $i"; i=$((i+1)); sleep 0.05; done; exit 3'
+        proc = start_detached(conn, ["sh", "-c", script], state_dir=f"{conn.home}/{remote_dir[2:]}/f")
+        received = bytearray()
+        # When the log is followed and the line is cut after a second
+        threading.Timer(1.0, proxy.cut).start()
+        with pytest.raises(TransportError):
+            follow(conn, proc, 0, received.extend)
+        live = len(received)
+        # and followed again, over a new connection, from what had arrived
+        proxy.restore()
+        pool.discard(endpoint)
+        state = follow(pool.get(endpoint), proc, len(received), received.extend)
+        pool.close_all()
+    # Then lines came while it ran, and the whole log arrived once, in order, with the exit code
+    assert 0 < live < len(received)
+    assert received.decode().splitlines() == [f"line {i}" for i in range(1, 61)]
+    assert (state.exit_code, state.alive, state.finished) == (3, False, True)
+
+
+def test_following_a_process_that_vanished_without_exit_code_ends(connect: Connect, remote_dir: str) -> None:
+    # Given a detached process killed with SIGKILL (its wrapper could write no exit code)
+    conn = connect(0)
+    proc = start_detached(conn, ["sleep", "300"], state_dir=f"{conn.home}/{remote_dir[2:]}/v")
+    conn.run(["kill", "-KILL", f"-{proc.pgid}"])
+    # When followed, then the follow ends saying: not alive, no exit code
+    state = follow(conn, proc, 0, lambda data: None, interval=0.01, timeout=30)
+    assert (state.alive, state.exit_code) == (False, None)

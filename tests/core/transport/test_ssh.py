@@ -396,3 +396,16 @@ def test_more_commands_at_once_than_sshd_allows_sessions_all_run(connect: Connec
         t.join()
     # Then every one of them ran (waiting for a free session rather than being refused)
     assert results == {i: str(i) for i in range(16)}
+
+
+def test_a_cut_while_a_command_runs_is_a_lost_connection_not_an_exit_code(
+    ssh_home: Path, ssh_hosts: SshHosts, pool: ConnectionPool
+) -> None:
+    host, port = ssh_hosts.hosts[0]
+    with TcpProxy((host, port)) as proxy:
+        known = ssh_home / ".ssh" / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{proxy.port} {known_line(ssh_hosts, 0).split(' ', 1)[1]}\n")
+        conn = pool.get(endpoint_for(ssh_hosts, 0, address=f"127.0.0.1:{proxy.port}"))
+        threading.Timer(0.5, proxy.cut).start()
+        with pytest.raises(TransportError, match="was lost"):
+            conn.run("sleep 5; echo done", timeout=30)
