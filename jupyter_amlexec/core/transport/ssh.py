@@ -163,6 +163,13 @@ class SshConnection:
         return transport
 
     @property
+    def transport(self) -> Any:
+        """The endpoint's paramiko Transport, for clients that open channels themselves (docker-py)."""
+        if not self._transports:
+            self.connect()
+        return self._transports[-1]
+
+    @property
     def is_active(self) -> bool:
         """True while the transport to the endpoint is up (False before connect and after a drop)."""
         return bool(self._transports) and bool(self._transports[-1].is_active())
