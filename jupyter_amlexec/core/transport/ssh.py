@@ -225,6 +225,7 @@ class SshConnection:
             feeder = _Feeder(channel, stdin)
             out, err = _Collector(stdout), _Collector(stderr)
             self._pump(channel, out, err, timeout, command)
+            _await_close(channel)
             sent = feeder.finish()
             return CommandResult(channel.recv_exit_status(), out.value(), err.value(), sent)
         except TransportError:
@@ -242,16 +243,22 @@ class SshConnection:
             self.connect()
         elif not self.is_active:
             raise self._lost(None)  # reconnecting is the pool's (and retry's) decision
-        try:
-            channel = self._transports[-1].open_session(timeout=self.timeout)
-        except paramiko.ChannelException as exc:  # the link is fine: the host said no
-            raise TransportError(
-                f"{self.endpoint.describe()} refused a new SSH session ({exc}); its sshd may allow "
-                f"fewer than {MAX_SESSIONS} at once (MaxSessions in sshd_config)."
-            ) from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self._lost(exc) from exc
-        return channel
+        deadline = time.monotonic() + self.timeout
+        delay = 0.02
+        while True:
+            try:
+                return self._transports[-1].open_session(timeout=self.timeout)
+            except paramiko.ChannelException as exc:  # the link is fine: the host said "not now"
+                # sshd frees a finished session a moment after its close (MaxSessions): wait a bit
+                if time.monotonic() + delay > deadline:
+                    raise TransportError(
+                        f"{self.endpoint.describe()} refused a new SSH session for {self.timeout:.0f} s "
+                        f"({exc}); its sshd may allow fewer than {MAX_SESSIONS} at once (MaxSessions)."
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise self._lost(exc) from exc
 
     def _pump(
         self, channel: Any, out: _Collector, err: _Collector, timeout: float | None, cmd: Command
@@ -283,6 +290,14 @@ class SshConnection:
     def _lost(self, exc: BaseException | None) -> TransportError:
         why = f" ({exc})" if exc is not None and str(exc) else ""
         return TransportError(f"The SSH connection to {self.endpoint.describe()} was lost{why}.")
+
+
+def _await_close(channel: Any, grace: float = 2.0) -> None:
+    """Wait briefly for the host's own close of a finished channel: sshd counts the session
+    (MaxSessions) until then, so a new one opened at once could be refused."""
+    deadline = time.monotonic() + grace
+    while not channel.closed and time.monotonic() < deadline:
+        select.select([channel], [], [], 0.05)
 
 
 def _algorithms(key_type: str) -> list[str]:
