@@ -248,8 +248,12 @@ class SshConnection:
         while True:
             try:
                 return self._transports[-1].open_session(timeout=self.timeout)
-            except paramiko.ChannelException as exc:  # the link is fine: the host said "not now"
-                # sshd frees a finished session a moment after its close (MaxSessions): wait a bit
+            except paramiko.SSHException as exc:
+                # a refusal (ChannelException; paramiko may report a concurrent one as a bare
+                # "Unable to open channel") while the link stays up: sshd frees a finished
+                # session a moment after its close (MaxSessions), so wait a bit
+                if not self.is_active:
+                    raise self._lost(exc) from exc
                 if time.monotonic() + delay > deadline:
                     raise TransportError(
                         f"{self.endpoint.describe()} refused a new SSH session for {self.timeout:.0f} s "
@@ -257,7 +261,7 @@ class SshConnection:
                     ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
-            except (paramiko.SSHException, OSError, EOFError) as exc:
+            except (OSError, EOFError) as exc:
                 raise self._lost(exc) from exc
 
     def _pump(
