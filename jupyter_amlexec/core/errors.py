@@ -104,6 +104,16 @@ class TargetUnavailableError(AmlExecError):
     """The target exists in config but cannot be reached (no Docker engine, SSH refused, ...)."""
 
 
+class TransportError(TargetUnavailableError):
+    """The connection to a target failed or dropped (refused, reset, timed out): worth a retry, and
+    no verdict on the work over there, which goes on without us."""
+
+
+class HostKeyError(TargetUnavailableError):
+    """An SSH host's key is unknown or differs from the one on record: never retried, never
+    accepted silently (the message says how to check and trust it)."""
+
+
 class SnapshotError(AmlExecError):
     """The project cannot be snapshotted (over the size cap, unreadable file, missing entry script)."""
 
