@@ -69,10 +69,14 @@ def main(n: int = 10) -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["HOME"] = home
         (Path(home) / ".ssh").mkdir()
-        (Path(home) / ".ssh" / "known_hosts").write_text(Path(os.environ["AMLEXEC_TEST_SSH_KNOWN_HOSTS"]).read_text())
+        (Path(home) / ".ssh" / "known_hosts").write_text(
+            Path(os.environ["AMLEXEC_TEST_SSH_KNOWN_HOSTS"]).read_text()
+        )
         (Path(home) / ".ssh" / "config").write_text(f"Host {host}\n  IdentityFile {key}\n")
         started = time.perf_counter()
-        conn = SshConnection(resolve_endpoint(SshSettings(f"{host}:{port}", username=user, key_file=key))).connect()
+        conn = SshConnection(
+            resolve_endpoint(SshSettings(f"{host}:{port}", username=user, key_file=key))
+        ).connect()
         ours_connect = time.perf_counter() - started
         started = time.perf_counter()
         sshpy = docker.DockerClient(base_url=f"ssh://{user}@{host}:{port}", version="1.41")
@@ -82,7 +86,17 @@ def main(n: int = 10) -> None:
         def run_with(client: Any) -> Callable[[], object]:
             return lambda: client.containers.run(IMAGE, ARGV, remove=True, network_mode="none", labels=LABELS)
 
-        cli = ["docker", "run", "--rm", "--network", "none", "--label", "amlexec.measure=docker-over-ssh", IMAGE, *ARGV]
+        cli = [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--label",
+            "amlexec.measure=docker-over-ssh",
+            IMAGE,
+            *ARGV,
+        ]
         rows = [
             timed("docker-py ssh:// (own paramiko client)", run_with(sshpy), n),
             timed("docker-py over our pooled SshConnection", run_with(ours), n),
@@ -95,7 +109,9 @@ def main(n: int = 10) -> None:
     print(f"connect: ours {ours_connect * 1000:.0f} ms, docker-py ssh:// {sshpy_connect * 1000:.0f} ms")
     limit = rows[2][1]
     for label, median, best in rows + ping:
-        print(f"{label:48s} median {median * 1000:7.1f} ms  best {best * 1000:7.1f} ms  {median / limit:5.2f}x")
+        print(
+            f"{label:48s} median {median * 1000:7.1f} ms  best {best * 1000:7.1f} ms  {median / limit:5.2f}x"
+        )
 
 
 if __name__ == "__main__":
