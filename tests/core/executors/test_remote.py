@@ -17,7 +17,7 @@ import pytest
 
 from jupyter_amlexec.core.api import Session
 from jupyter_amlexec.core.transport.ssh import shared_pool
-from tests.core.transport.conftest import SshHosts, ssh_home, ssh_hosts  # noqa: F401 (fixtures)
+from tests.core.transport.conftest import SshHosts
 from tests.tcpproxy import TcpProxy
 
 COUNTING = (
