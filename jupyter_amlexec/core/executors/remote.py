@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import TargetUnavailableError, TransportError
+from ..errors import TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
 from ..outputs import collect_tar
 from ..project import ComputeTarget
@@ -159,7 +159,7 @@ class RemoteRunHandle:
             return None
         try:
             state = poll(self.executor.connection(self.project_root), self.process, offset)
-        except TransportError as exc:
+        except TargetUnavailableError as exc:  # a dropped link, or a look cut short by one
             shared_pool().discard(self.executor.endpoint(self.project_root))
             if self._outage_since is None:
                 self._outage_since, self._delay = now, _RETRY_FIRST
