@@ -118,6 +118,19 @@ class SnapshotError(AmlExecError):
     """The project cannot be snapshotted (over the size cap, unreadable file, missing entry script)."""
 
 
+class AttachmentError(AmlExecError):
+    """A run's output cannot be stored in the history (disk full, read-only home), or an attachment
+    name reaches outside the run's own files (`..`, an absolute path, a link leaving runs/<id>/).
+
+    `collected` holds the outputs stored before a collection stopped, so the caller can still list
+    what did arrive.
+    """
+
+    def __init__(self, message: str, collected: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.collected = tuple(collected)
+
+
 class EnvironmentBuildError(AmlExecError):
     """Building the run environment failed; carries the tail of the build log."""
 

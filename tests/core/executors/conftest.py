@@ -70,3 +70,7 @@ def engine(docker_client: Any, home: Path) -> Iterator[Any]:
     for container in leaked:
         container.remove(force=True)
     assert not leaked, f"containers left behind: {[(c.name, c.labels) for c in leaked]}"
+
+
+# The real sshd hosts of scripts/infra/sshd.sh, for the remote executors' tests.
+from tests.core.transport.conftest import ssh_home, ssh_hosts  # noqa: E402, F401
