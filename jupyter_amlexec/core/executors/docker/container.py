@@ -18,7 +18,7 @@ import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ...errors import ConfigError, TargetUnavailableError
 from ...snapshot import Snapshot
@@ -110,12 +110,37 @@ def home_label(home: Path) -> dict[str, str]:
     return {HOME_LABEL: str(Path(home).resolve())}
 
 
+class HostFolders(Protocol):
+    """Folders of the machine the engine runs on (bind sources): this one, or an SSH host."""
+
+    def make(self, path: str) -> str:
+        """`path` (`~` = the home there) as an absolute path there, created if missing."""
+        ...
+
+    def host_path(self, path: str, spec: str, compute_file: Path) -> str:
+        """A `volumes` source as an absolute path there; ConfigError for one only this machine has."""
+        ...
+
+
+class LocalFolders:
+    """The local engine's host is this machine."""
+
+    def make(self, path: str) -> str:
+        folder = Path(os.path.expanduser(path))
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    def host_path(self, path: str, spec: str, compute_file: Path) -> str:
+        return path
+
+
 class Launcher:
     """Creates and starts the containers of one target's runs."""
 
     def __init__(self, settings: DockerSettings, home: Path) -> None:
         self.settings = settings
         self.home = home
+        self.host_folders: HostFolders = LocalFolders()  # a remote engine's host has its own
 
     def create_kwargs(self, run: RunSpec) -> dict[str, Any]:
         """The container's command, environment, labels, mounts and limits for `run`."""
@@ -129,8 +154,7 @@ class Launcher:
             )
         volumes = [self._bind(spec, run.project_root) for spec in s.volumes]
         if s.native_shared_directory:
-            shared = Path(os.path.expanduser(s.native_shared_directory)) / run.project_name
-            shared.mkdir(parents=True, exist_ok=True)
+            shared = self.host_folders.make(f"{s.native_shared_directory.rstrip('/')}/{run.project_name}")
             volumes.append(f"{shared}:{SHARE_MOUNT}")
             env["AZUREML_NATIVE_SHARE_DIRECTORY"] = SHARE_MOUNT
         if s.shared_volumes:
@@ -179,6 +203,8 @@ class Launcher:
         host, _, rest = spec.partition(":")
         if not (host.startswith(("/", "~", ".")) or "/" in host):
             return spec
+        if not self.settings.engine_is_local:
+            return f"{self.host_folders.host_path(host, spec, self.settings.compute_file)}:{rest}"
         path = Path(os.path.expanduser(host))
         if not path.is_absolute():
             path = project_root / path
