@@ -165,7 +165,7 @@ def run() -> list[dict[str, object]]:
             )
             history.checkpoint(
                 record.run_id,
-                raw_offset=100,
+                cursor="100",
                 log_size=80,
                 metrics=[Metric("Accuracy", 0.9), Metric("loss", 0.1)],
             )

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .core.api import Session, parse_env_assignments
-from .core.errors import AmlExecError, ConfigError
+from .core.errors import AmlExecError, ConfigError, Hint, set_hint_renderer
 from .core.models import RunStatus
 from .core.project import TargetType
 from .display import compare_table, record_rows, runs_table, targets_table, text_table
+from .textfollow import TextFollower
 
 EXIT_USAGE = 2
 
@@ -115,35 +116,28 @@ def cmd_submit(session: Session, a: argparse.Namespace) -> int:
         target=a.target,
         experiment=a.experiment,
         env=parse_env_assignments(a.env),
+        detach=a.no_wait,
     )
     print(f"RunId: {run.id}", flush=True)
     if a.no_wait:
-        while run.status in (RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.STARTING):
-            time.sleep(0.1)  # -a returns once the work runs on the target; nothing is lost after
-        print(f"Status: {run.status.value}. Follow it with `amlexec history info -r {run.id}`.")
+        print(
+            f"Submitted; it runs to its end and is recorded even after this command exits. Follow it with "
+            f"`amlexec history info -r {run.id} --follow`; stop it with `amlexec experiment cancel -r {run.id}`."
+        )
         return 0
     return _stream(session, run.id)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _stream(session: Session, run_id: str) -> int:
     run = session.run(run_id)
     print("Executing user inputs .....\n===========================\n", flush=True)
-    printed = 0
     try:
-        while True:
-            done = run.done
-            text = session.history.read_log(run_id, offset=printed)
-            if text:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-                printed += len(text.encode("utf-8"))
-            if done:
-                break
-            follower = session.follower(run_id)
-            if follower is not None:
-                follower.wait(0.2)
-            else:
-                time.sleep(0.2)
+        TextFollower(_write).run(session.history, run_id)
     except KeyboardInterrupt:
         print(
             f"\nStopped following; the run goes on. Re-attach: amlexec history info -r {run_id}; "
@@ -206,6 +200,8 @@ def _one(session: Session, run_id: str | None) -> Any:
 
 def cmd_history_info(session: Session, a: argparse.Namespace) -> int:
     run = _one(session, getattr(a, "run", None))
+    if getattr(a, "follow", False):
+        return _stream(session, run.id)
     if getattr(a, "artifact", None):
         name = a.artifact
         if name in ("driver_log", "driver_log.txt", "control_log", "control_log.txt"):
@@ -334,7 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--run-configuration")
     p.add_argument("-t", "--target")
     p.add_argument(
-        "-a", "--async", dest="no_wait", action="store_true", help="return once the run is running"
+        "-a",
+        "--async",
+        dest="no_wait",
+        action="store_true",
+        help="return at once; the run goes on and is recorded to its end without this command",
     )
     p.add_argument("--experiment")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "info":
             p.add_argument("-r", "--run", required=True)
         p.add_argument("-a", "--artifact", help="print this artifact (driver_log, outputs/...) instead")
+        p.add_argument(
+            "-f", "--follow", action="store_true", help="print the log as it streams until the run ends"
+        )
         output(p)
         p.set_defaults(func=cmd_history_info)
     p = hi.add_parser("download")
@@ -387,7 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CLI_HINTS = {
+    "target.attach": "amlexec computetarget attach TYPE -n {0} ...",
+    "target.prepare": "amlexec experiment prepare -c {0}",
+    "target.list": "amlexec computetarget list",
+    "runconfig.list": "amlexec runconfiguration list",
+    "project.init": "amlexec computetarget attach ... (writes aml_config/)",
+    "runs.list": "amlexec history list",
+    "submit": "amlexec experiment submit -c {0} {1}",
+}
+
+
+def cli_hint(hint: Hint) -> str:
+    """A core error's fixing command, written as an amlexec command line."""
+    return _CLI_HINTS.get(hint.verb, hint.verb).format(*hint.args, *[""] * 3).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    set_hint_renderer(cli_hint)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is cmd_target_attach:
@@ -397,11 +417,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         session = Session.open(Path(args.project) if args.project else None)
         return int(args.func(session, args))
+    except BrokenPipeError:  # `amlexec ... | head -1`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as exc:
-        print(f"amlexec: error: {exc}", file=sys.stderr)
+        print(f"amlexec: error: {exc.explained()}", file=sys.stderr)
         return EXIT_USAGE
     except AmlExecError as exc:
-        print(f"amlexec: error: {exc}", file=sys.stderr)
+        print(f"amlexec: error: {exc.explained()}", file=sys.stderr)
         return 1
 
 

@@ -8,7 +8,6 @@ RunFailedError when the run fails, so notebook runners (nbclient, papermill) sto
 from __future__ import annotations
 
 import asyncio
-import queue
 import re
 import shlex
 import sys
@@ -179,7 +178,7 @@ class AmlExecMagics(Magics):
         %aml_target use NAME                    default run configuration for this session's submits
         %aml_target prepare NAME [--force]      build/refresh its environment image now
         """
-        verb, _, rest = line.strip().partition(" ")
+        verb, _, rest = strip_comment(line).strip().partition(" ")
         try:
             if verb == "list" or verb == "":
                 return self._show_table(*self._targets_table())
@@ -200,7 +199,7 @@ class AmlExecMagics(Magics):
                 print(f"%%aml_submit now runs on '{name}' unless told otherwise (-c/-t).")
                 return None
             if verb == "prepare":
-                opts = parse_argstring(self._target_prepare, rest)
+                opts = _parse(self._target_prepare, rest)
                 prepared = self.session.prepare(
                     opts.name, force=opts.force, log=lambda t: print(t, end="", flush=True)
                 )
@@ -211,19 +210,19 @@ class AmlExecMagics(Magics):
                 )
                 return None
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         raise UsageError(
             f"Unknown %aml_target subcommand {verb!r}; use list, attach, show, detach, use or prepare. See %aml_target?"
         )
 
     def _one_name(self, rest: str, verb: str) -> str:
-        parts = shlex.split(rest)
+        parts = shlex.split(strip_comment(rest))
         if len(parts) != 1:
             raise UsageError(f"%aml_target {verb} takes one target name, e.g. %aml_target {verb} docker")
         return parts[0]
 
     def _attach(self, rest: str) -> None:
-        opts = parse_argstring(self._target_attach, rest)
+        opts = _parse(self._target_attach, rest)
         target, rc = self.session.project.attach_target(
             opts.name,
             opts.type,
@@ -270,7 +269,7 @@ class AmlExecMagics(Magics):
         """Manage run configurations: %aml_runconfig list | show NAME | create NAME --target T [--framework F] [--env K=V]"""
         from .core.api import parse_env_assignments
 
-        verb, _, rest = line.strip().partition(" ")
+        verb, _, rest = strip_comment(line).strip().partition(" ")
         project = self.session.project
         try:
             if verb in ("", "list"):
@@ -281,7 +280,7 @@ class AmlExecMagics(Magics):
             elif verb == "show":
                 print(project.run_configuration(rest.strip(), check_target=False).to_text(), end="")
             elif verb == "create":
-                opts = parse_argstring(self._rc_create, rest)
+                opts = _parse(self._rc_create, rest)
                 rc = project.create_run_configuration(
                     opts.name,
                     opts.target,
@@ -293,7 +292,7 @@ class AmlExecMagics(Magics):
             else:
                 raise UsageError(f"Unknown %aml_runconfig subcommand {verb!r}; use list, show or create.")
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
 
     # --- %%aml_submit ---------------------------------------------------------------------------------
 
@@ -338,7 +337,7 @@ class AmlExecMagics(Magics):
         """Parse a %aml_submit line (and cell) and submit the run: (Run, options)."""
         from .core.api import parse_env_assignments
 
-        opts = parse_argstring(self.aml_submit, line)
+        opts = _parse(self.aml_submit, line)
         args = list(opts.args)
         script = None
         if cell is None:
@@ -361,7 +360,7 @@ class AmlExecMagics(Magics):
                 force_prepare=opts.rebuild,
             )
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         return run, opts
 
     async def aml_submit_async(self, line: str, cell: str | None) -> Any:
@@ -409,30 +408,14 @@ class AmlExecMagics(Magics):
         return self._result(run)
 
     def _follow_text(self, run: Any) -> Any:
-        events: queue.Queue[Any] = queue.Queue()
-        unsubscribe = run.subscribe(events.put)
+        """Plain text (--no-widget, terminal IPython): the log and the Preparing phase as they stream."""
+        from .textfollow import TextFollower
+
         print(f"RunId: {run.id}", flush=True)
-        printed_driver = 0
         try:
-            while True:
-                done = run.done
-                try:
-                    while True:
-                        event = events.get(timeout=0.15 if not done else 0)
-                        if getattr(event, "source", None) == "driver":
-                            printed_driver += len(event.text.encode("utf-8"))
-                            print(event.text, end="", flush=True)
-                except queue.Empty:
-                    pass
-                if done:
-                    break
+            TextFollower(_print_now).run(self.session.history, run.id)
         except KeyboardInterrupt:
             self._cancel_on_interrupt(run)
-        finally:
-            unsubscribe()
-        rest = run.logs()[printed_driver:] if printed_driver == 0 else ""
-        if rest:  # a run followed by another process: show its log from the history
-            print(rest, end="")
         record = run.record
         summary = f"Run {record.run_id}: {record.status.value}"
         if record.duration is not None:
@@ -473,7 +456,7 @@ class AmlExecMagics(Magics):
     @line_magic
     def aml_runs(self, line: str) -> Any:
         """The run history of this project: %aml_runs [--experiment E] [-t TARGET] [--status S] [-n 25]"""
-        opts = parse_argstring(self.aml_runs, line)
+        opts = _parse(self.aml_runs, line)
         filters = {
             "experiment": opts.experiment,
             "target": opts.target,
@@ -494,13 +477,13 @@ class AmlExecMagics(Magics):
                         **filters,
                     )
                 except ValueError as exc:  # an unknown status, named with the valid ones
-                    raise UsageError(str(exc)) from exc
+                    raise UsageError(exc.explained()) from exc
         from .display import runs_table
 
         try:
             records = self.session.runs(limit=opts.limit, **filters)
         except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         self._show_table(*runs_table(records))
         return None
 
@@ -522,7 +505,7 @@ class AmlExecMagics(Magics):
         %aml_run compare ID1 ID2 [ID3]
         %aml_run restore ID -d DIR [--overwrite]
         """
-        opts = parse_argstring(self.aml_run, line)
+        opts = _parse(self.aml_run, line)
         session = self.session
         try:
             if opts.verb == "compare":
@@ -533,7 +516,7 @@ class AmlExecMagics(Magics):
             if opts.verb == "show":
                 return run
             if opts.verb == "logs":
-                print(run.logs("control" if opts.control else "driver"), end="")
+                self._print_logs(run, control=opts.control)
             elif opts.verb == "cancel":
                 run.cancel()
                 run.wait(timeout=30, raise_on_failure=False)
@@ -547,10 +530,22 @@ class AmlExecMagics(Magics):
                 files = session.restore(run.id, Path(opts.dest), overwrite=opts.overwrite)
                 print(f"Restored {len(files)} file(s) into {opts.dest}")
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(exc.explained()) from exc
         except AmlExecError:
             raise
         return None
+
+    def _print_logs(self, run: Any, *, control: bool) -> None:
+        """A finished run's log; a live one's followed to its end (interrupt stops following only)."""
+        if run.done:
+            print(run.logs("control" if control else "driver"), end="")
+            return
+        from .textfollow import TextFollower
+
+        try:
+            TextFollower(_print_now, show_control=control).run(self.session.history, run.id)
+        except KeyboardInterrupt:
+            print(f"\nStopped following; run {run.id} goes on.", flush=True)
 
 
 class _ComparisonView:
@@ -571,6 +566,49 @@ class _ComparisonView:
         from .display import compare_table, text_table
 
         return text_table(*compare_table(self.comparison))
+
+
+def strip_comment(line: str) -> str:
+    """A magic line without its trailing `# comment` (a `#` that starts a word outside quotes), so
+    `%aml_runs   # the history` and `%%aml_submit -c local -- 0.1  # note` mean what they say; a `#`
+    inside a word (`--env A=x#y`) or quotes is kept."""
+    quote: str | None = None
+    previous = " "
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous.isspace():
+            return line[:i].rstrip()
+        previous = char
+    return line
+
+
+def _parse(magic: Any, line: str) -> Any:
+    return parse_argstring(magic, strip_comment(line))
+
+
+_MAGIC_HINTS = {
+    "target.attach": "%aml_target attach {0} --type TYPE ...",
+    "target.prepare": "%aml_target prepare {0}",
+    "target.list": "%aml_target list",
+    "runconfig.list": "%aml_runconfig list",
+    "project.init": "%aml_target init",
+    "runs.list": "%aml_runs",
+    "submit": "%aml_submit -c {0} {1}",
+}
+
+
+def magic_hint(hint: Any) -> str:
+    """A core error's fixing command, written as a magic."""
+    text = _MAGIC_HINTS.get(hint.verb, hint.verb)
+    return text.format(*hint.args, *[""] * 3).strip()
+
+
+def _print_now(text: str) -> None:
+    print(text, end="", flush=True)
 
 
 def _short(value: object) -> str:

@@ -11,29 +11,102 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .compare import RunComparison, compare_runs
-from .environment import load_environment
+from .environment import load_environment, normalised_spark, spark_submit_args
 from .errors import ConfigError, SnapshotError
 from .executors import create_executor
 from .executors.base import Executor, PreparedEnv, RunSpec
+from .executors.commands import Framework
+from .guardian import LINK
 from .history import History, RunRecord
 from .models import EnvironmentSpec, RunStatus
 from .paths import amlexec_home
 from .project import ComputeTarget, Project, RunConfiguration, TargetType
 from .run import Run
-from .runner import RunFollower, StartRequest
-from .secrets import redact_environment
+from .runner import FOLLOWERS, RunFollower, StartRequest
+from .secrets import REDACTED, redact_environment, secret_values
 from .snapshot import Snapshot, SnapshotStore
 from .tracking import CELL_SCRIPT, INRUN_PYTHONPATH, inrun_files
 
 log = logging.getLogger(__name__)
 
 CELL_SCRIPT_NAME = "<cell>"
-MANAGED_ENVIRONMENT_TYPES = (TargetType.DOCKER, TargetType.REMOTE_DOCKER, TargetType.CLUSTER)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One run to record and start, as the user asked for it (a submit or a rerun)."""
+
+    rc: RunConfiguration
+    compute: ComputeTarget
+    snapshot: Snapshot
+    entry: str
+    script_name: str
+    arguments: tuple[str, ...]
+    experiment: str
+    env: Mapping[str, str]
+    secret_names: tuple[str, ...] = ()
+    description: str | None = None
+    force_prepare: bool = False
+    detach: bool = False
+
+
+# Linux: one exec argument or environment string may hold at most 32 pages (MAX_ARG_STRLEN).
+MAX_ARG_BYTES = 32 * 4096
+
+
+def check_exec_size(arguments: Sequence[str], env: Mapping[str, str]) -> None:
+    """Refuse, before anything is recorded, an argument or variable too large for exec."""
+    for what, text in [
+        *((f"argument {a[:40]!r}...", a) for a in arguments),
+        *((f"variable {k}", f"{k}={v}") for k, v in env.items()),
+    ]:
+        size = len(text.encode("utf-8", "surrogateescape"))
+        if size >= MAX_ARG_BYTES:
+            raise ConfigError(
+                f"The {what} is {size} bytes; a process argument or environment variable can hold at most "
+                f"{MAX_ARG_BYTES - 1}. Put the value into a file of the project and pass its name instead."
+            )
+
+
+def secret_variables(names: Sequence[str]) -> dict[str, str]:
+    """The values of `--secret-env NAME` variables from this process's environment."""
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"--secret-env {', '.join(missing)}: not set in this environment. Set "
+            f"{'them' if len(missing) > 1 else 'it'} in the shell or kernel that submits (never in aml_config/)."
+        )
+    return {n: os.environ[n] for n in names}
+
+
+def _rerun_environment(
+    record: RunRecord, rc: RunConfiguration, given: Mapping[str, str]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """A recorded run's --env values for a rerun: redacted ones read again from this environment."""
+    listed = record.properties.get("SecretEnv")
+    secret_names = tuple(str(n) for n in listed) if isinstance(listed, list) else ()
+    env: dict[str, str] = {}
+    missing = []
+    for name, value in record.environment.items():
+        if name in rc.environment_variables or name in given:
+            continue
+        if value != REDACTED:
+            env[name] = value
+        elif name in os.environ:
+            env[name] = os.environ[name]
+        else:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"Run {record.run_id} had secret values for {', '.join(missing)}, which are not stored. Set "
+            f"{'them' if len(missing) > 1 else 'it'} in this environment, or pass env={{...}} to rerun()."
+        )
+    return {**env, **given}, secret_names
 
 
 def parse_env_assignments(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -43,6 +116,8 @@ def parse_env_assignments(pairs: Sequence[str] | None) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise ConfigError(f"--env takes NAME=VALUE, got {pair!r}.")
+        if "\x00" in pair:
+            raise ConfigError(f"--env {pair!r}: a NUL character cannot be passed to a process; remove it.")
         env[name] = value
     return env
 
@@ -63,7 +138,6 @@ class Session:
         self.snapshots = snapshots
         self.cwd = (cwd or project.root).resolve()
         self.default_run_configuration: str | None = None
-        self._followers: dict[str, RunFollower] = {}
         self._executors: dict[str, Executor] = {}
         self._lock = threading.RLock()
 
@@ -86,10 +160,18 @@ class Session:
         target: str | None = None,
         experiment: str | None = None,
         env: Mapping[str, str] | None = None,
+        secret_env: Sequence[str] = (),
         description: str | None = None,
         force_prepare: bool = False,
+        detach: bool = False,
     ) -> Run:
-        """Snapshot the project and start a run; returns at once with the run Queued."""
+        """Snapshot the project and start a run; returns at once with the run Queued.
+
+        secret_env names variables of this process's environment passed to the run and never
+        stored (the record shows ***; a rerun reads them again). detach=True hands the run to this
+        process's guardian at once (the CLI's `-a`): it goes on and is recorded to its end after
+        this process exits. Otherwise this process follows it, and the guardian takes over only if
+        this process dies first."""
         if script is not None and cell is not None:
             raise ConfigError("Give a script or a cell, not both.")
         rc = self.resolve_run_configuration(run_configuration, target)
@@ -104,21 +186,27 @@ class Session:
             entry_script=entry,
             max_bytes=int(rc.max_snapshot_mb * 1024 * 1024),
         )
-        return self._start(
+        submission = Submission(
             rc,
             compute,
             snapshot,
             entry=entry,
             script_name=CELL_SCRIPT_NAME if cell is not None else entry,
             arguments=args,
-            experiment=experiment,
-            env=env,
+            experiment=experiment or self.project.name,
+            env={**(env or {}), **secret_variables(secret_env)},
+            secret_names=tuple(secret_env),
             description=description,
             force_prepare=force_prepare,
+            detach=detach,
         )
+        return self._start(submission)
 
     def rerun(self, run_id: str, **overrides: Any) -> Run:
-        """Run a recorded run's snapshot again; overrides: arguments, target, run_configuration, env."""
+        """Run a recorded run's snapshot again; overrides: arguments, target, run_configuration, env.
+
+        Redacted values are read again from this process's environment (a `secret_env` variable, or
+        one of the same name); a redacted value that cannot be found is a ConfigError naming it."""
         record = self.history.get(run_id)
         if record.snapshot_id is None:
             raise SnapshotError(f"Run {run_id} has no snapshot to run again.")
@@ -127,98 +215,111 @@ class Session:
             overrides.pop("run_configuration", None) or record.run_configuration,
             overrides.pop("target", None) or record.target,
         )
-        kept_env = {
-            k: v for k, v in record.environment.items() if v != "***" and k not in rc.environment_variables
-        }
-        env = {**kept_env, **overrides.pop("env", {})}
-        arguments = tuple(overrides.pop("arguments", record.arguments))
-        experiment = overrides.pop("experiment", record.experiment)
-        if overrides:
-            raise ConfigError(f"rerun() does not take {', '.join(sorted(overrides))}.")
-        entry = snapshot.entry_script or record.script_name
-        return self._start(
+        given = dict(overrides.pop("env", {}))
+        env, secret_names = _rerun_environment(record, rc, given)
+        submission = Submission(
             rc,
             self.project.target(rc.target),
             snapshot,
-            entry=entry,
+            entry=snapshot.entry_script or record.script_name,
             script_name=record.script_name,
-            arguments=arguments,
-            experiment=experiment,
+            arguments=tuple(overrides.pop("arguments", record.arguments)),
+            experiment=overrides.pop("experiment", record.experiment),
             env=env,
+            secret_names=secret_names,
             description=f"rerun of {run_id}",
         )
+        if overrides:
+            raise ConfigError(f"rerun() does not take {', '.join(sorted(overrides))}.")
+        return self._start(submission)
 
-    def _start(
-        self,
-        rc: RunConfiguration,
-        compute: ComputeTarget,
-        snapshot: Snapshot,
-        *,
-        entry: str,
-        script_name: str,
-        arguments: Sequence[str],
-        experiment: str | None,
-        env: Mapping[str, str] | None,
-        description: str | None,
-        force_prepare: bool = False,
-    ) -> Run:
-        environment = self._environment(rc, compute)
-        user_env = {**rc.environment_variables, **(env or {})}
-        experiment = experiment or self.project.name
+    def _start(self, sub: Submission) -> Run:
+        executor = self._executor(sub.compute)  # an unknown type or a bad setting: refused, nothing recorded
+        environment = self._environment(sub.rc, sub.compute, executor)
+        user_env = {**sub.rc.environment_variables, **sub.env}
+        check_exec_size(sub.arguments, user_env)
         record = self.history.create_run(
             project=self.project.name,
             project_path=str(self.project.root),
-            experiment=experiment,
-            target=compute.name,
-            target_type=compute.type.value,
-            run_configuration=rc.name,
-            script_name=script_name,
-            arguments=tuple(arguments),
-            environment=redact_environment(user_env),
-            snapshot_id=snapshot.id,
-            description=description,
-            properties={"SnapshotId": snapshot.id, "EntryScript": entry, "Framework": rc.framework},
+            experiment=sub.experiment,
+            target=sub.compute.name,
+            target_type=sub.compute.type.value,
+            run_configuration=sub.rc.name,
+            script_name=sub.script_name,
+            arguments=tuple(sub.arguments),
+            environment=redact_environment(user_env, sub.secret_names),
+            snapshot_id=sub.snapshot.id,
+            description=sub.description,
+            properties={
+                "SnapshotId": sub.snapshot.id,
+                "EntryScript": sub.entry,
+                "Framework": sub.rc.framework,
+                "MaxOutputFileBytes": int(sub.rc.max_output_file_mb * 1024 * 1024),
+                "SecretEnv": list(sub.secret_names),
+            },
         )
+        spec = self._spec(sub, record.run_id, user_env)
+        request = StartRequest(spec, sub.snapshot, environment, force_prepare=sub.force_prepare)
+        if sub.detach:
+            return self._hand_over(request)
+        self.history.claim_follower(record.run_id, os.getpid())
+        follower = FOLLOWERS.add(RunFollower(self.history, executor, record.run_id, start=request))
+        follower.begin()
+        LINK.watch(self.history.home, record.run_id, request)
+        return Run(self, record.run_id)
+
+    def _spec(self, sub: Submission, run_id: str, user_env: Mapping[str, str]) -> RunSpec:
         run_env = {
             **user_env,
-            "AMLEXEC_RUN_ID": record.run_id,
-            "AMLEXEC_EXPERIMENT": experiment,
+            "AMLEXEC_RUN_ID": run_id,
+            "AMLEXEC_EXPERIMENT": sub.experiment,
             "AMLEXEC_PROJECT": self.project.name,
         }
-        python_path = (INRUN_PYTHONPATH, ".") if script_name == CELL_SCRIPT_NAME else (INRUN_PYTHONPATH,)
-        max_output = int(rc.max_output_file_mb * 1024 * 1024)
-        spec = RunSpec(
-            run_id=record.run_id,
-            experiment=experiment,
+        cell = sub.script_name == CELL_SCRIPT_NAME
+        return RunSpec(
+            run_id=run_id,
+            experiment=sub.experiment,
             project_name=self.project.name,
             project_root=self.project.root,
-            entry_script=entry,
-            arguments=tuple(str(a) for a in arguments),
+            entry_script=sub.entry,
+            arguments=tuple(str(a) for a in sub.arguments),
             environment_variables=run_env,
-            python_path=python_path,
-            framework=rc.framework,
-            target=compute,
-            run_configuration=rc,
-            run_dir=self.history.run_dir(record.run_id),
-            max_output_file_bytes=max_output,
+            python_path=(INRUN_PYTHONPATH, ".") if cell else (INRUN_PYTHONPATH,),
+            framework=Framework.of(sub.rc.framework),
+            target=sub.compute,
+            run_configuration=sub.rc,
+            run_dir=self.history.run_dir(run_id),
+            max_output_file_bytes=int(sub.rc.max_output_file_mb * 1024 * 1024),
+            secrets=secret_values(user_env, sub.secret_names),
+            scrub_variables=self._target_secret_variables(),
+            spark_arguments=self._spark_arguments(sub.rc),
         )
-        try:
-            executor = self._executor(compute)
-        except Exception as exc:
-            self.history.append_log(record.run_id, f"Error: {exc}\n", source="control")
-            self.history.set_status(record.run_id, RunStatus.FAILED, error=str(exc))
-            raise
-        self.history.claim_follower(record.run_id, os.getpid())
-        follower = RunFollower(
-            self.history,
-            executor,
-            record.run_id,
-            start=StartRequest(spec, snapshot, environment, force_prepare=force_prepare),
-        )
-        with self._lock:
-            self._followers[record.run_id] = follower
-        follower.begin()
-        return Run(self, record.run_id)
+
+    def _spark_arguments(self, rc: RunConfiguration) -> tuple[str, ...]:
+        """spark-submit options from the run's spark_dependencies.yml (PySpark runs only)."""
+        if Framework.of(rc.framework) is not Framework.PYSPARK:
+            return ()
+        spark = self.project.spark_dependencies(rc)
+        if not spark:
+            return ()
+        path = self.project.dependency_path(rc.spark_dependencies_file)
+        return tuple(spark_submit_args(normalised_spark(spark, path=path)))
+
+    def _target_secret_variables(self) -> tuple[str, ...]:
+        """Variables that hold our targets' passwords: never inherited by a run's environment."""
+        names = set()
+        for target in self.project.targets():
+            if target.password_env:
+                names.add(target.password_env)
+        return tuple(sorted(names))
+
+    def _hand_over(self, request: StartRequest) -> Run:
+        """Give a new run to the guardian; the lease names it at once, so no reader takes the run
+        for orphaned in the moment before the guardian claims it."""
+        run_id = request.spec.run_id
+        self.history.claim_follower(run_id, LINK.start(self.history.home))
+        LINK.hand_over(self.history.home, run_id, request)
+        return Run(self, run_id)
 
     # --- configuration -----------------------------------------------------------------------------
 
@@ -247,10 +348,9 @@ class Session:
             vector = list(rc.argument_vector)
             if not vector or vector[0] == "$file":
                 raise ConfigError(
-                    f"Run configuration '{rc.name}' has ArgumentVector {vector or '[]'}: name the script to "
-                    f"run (e.g. `amlexec experiment submit -c {rc.name} train.py`).",
+                    f"Run configuration '{rc.name}' has ArgumentVector {vector or '[]'}: name the script to run.",
                     key="ArgumentVector",
-                )
+                ).with_hint("submit", rc.name, "train.py")
             script, arguments = vector[0], tuple(vector[1:]) + tuple(arguments)
         entry = self._project_relative(script)
         return entry, tuple(entry if str(a) == "$file" else str(a) for a in arguments)
@@ -270,9 +370,11 @@ class Session:
                     ) from None
         raise SnapshotError(f"No script '{script}' in {self.cwd} or the project folder {root}.")
 
-    def _environment(self, rc: RunConfiguration, compute: ComputeTarget) -> EnvironmentSpec:
+    def _environment(
+        self, rc: RunConfiguration, compute: ComputeTarget, executor: Executor
+    ) -> EnvironmentSpec:
         """Managed targets build the conda file; local and remote Python are user-managed (Workbench)."""
-        if compute.type in MANAGED_ENVIRONMENT_TYPES:
+        if executor.needs_managed_environment:
             return load_environment(self.project, rc)
         return EnvironmentSpec(conda=None)
 
@@ -281,9 +383,13 @@ class Session:
         with self._lock:
             executor = self._executors.get(key)
             if executor is None:
-                executor = create_executor(compute, self.history.home)
+                executor = create_executor(compute, self.history.home, self.project.root)
                 self._executors[key] = executor
             return executor
+
+    def check(self, target: str) -> None:
+        """Whether a target can take runs now: TargetUnavailableError (or ConfigError) with the fix."""
+        self._executor(self.project.target(target)).check()
 
     def prepare(
         self,
@@ -298,7 +404,9 @@ class Session:
         compute = self.project.target(rc.target)
         executor = self._executor(compute)
         executor.check()
-        return executor.prepare(self._environment(rc, compute), log or (lambda _text: None), force=force)
+        return executor.prepare(
+            self._environment(rc, compute, executor), log or (lambda _text: None), force=force
+        )
 
     # --- runs --------------------------------------------------------------------------------------
 
@@ -312,19 +420,23 @@ class Session:
         return self.run(self.history.last(self.project.name).run_id)
 
     def follower(self, run_id: str) -> RunFollower | None:
-        """This process's follower of a live run, re-attaching one if no live process follows it."""
-        with self._lock:
-            follower = self._followers.get(run_id)
+        """This process's follower of a live run, re-attaching one if no live process follows it
+        (the history's lease: a follower that died, or is a zombie, has lost it)."""
+        with FOLLOWERS.lock:
+            follower = FOLLOWERS.get(self.history.home, run_id)
             if follower is not None:
                 return follower
             record = self.history.get(run_id)
             if record.status.terminal or not self.history.claim_follower(run_id, os.getpid()):
                 return None
             if record.handle is None:
+                canceled = self.history.cancel_requested(run_id)
                 self.history.set_status(
                     run_id,
-                    RunStatus.FAILED,
-                    error="the process that was preparing this run ended before the run started",
+                    RunStatus.CANCELED if canceled else RunStatus.FAILED,
+                    error="canceled by the user before it started"
+                    if canceled
+                    else "the process that was preparing this run ended before the run started",
                 )
                 self.history.release_follower(run_id, os.getpid())
                 return None
@@ -334,8 +446,15 @@ class Session:
             except Exception:
                 self.history.release_follower(run_id, os.getpid())
                 raise
-            follower = RunFollower(self.history, executor, run_id, handle=handle)
-            self._followers[run_id] = follower
+            max_output = record.properties.get("MaxOutputFileBytes")
+            follower = RunFollower(
+                self.history,
+                executor,
+                run_id,
+                handle=handle,
+                max_output_file_bytes=int(str(max_output)) if max_output else 512 * 1024 * 1024,
+            )
+            FOLLOWERS.add(follower)
         log.info("re-attached to run %s", run_id)
         follower.begin()
         return follower
@@ -348,16 +467,16 @@ class Session:
             return ComputeTarget(name=record.target, type=TargetType(record.target_type))
 
     def cancel(self, run_id: str) -> None:
-        follower = self.follower(run_id)
+        """Stop a run from any process: the request goes into the history, where the process that
+        follows the run honours it within a fraction of a second; with no live follower, this process
+        takes the run over and stops the work through its target."""
+        follower = FOLLOWERS.get(self.history.home, run_id)
+        if follower is None:
+            if not self.history.request_cancel(run_id):
+                return  # already ended
+            follower = self.follower(run_id)
         if follower is not None:
             follower.cancel()
-            return
-        record = self.history.get(run_id)
-        if record.status.terminal:
-            return
-        if record.handle is not None:  # another live process follows it: stop the work directly
-            self._executor(self._target_of(record)).attach(record.handle).cancel()
-        self.history.set_status(run_id, RunStatus.CANCELED, error="canceled by the user")
 
     def runs(self, **filters: Any) -> list[RunRecord]:
         filters.setdefault("project", self.project.name)
@@ -373,6 +492,4 @@ class Session:
         return self.snapshots.restore(record.snapshot_id, Path(dest), overwrite=overwrite)
 
     def close(self) -> None:
-        """Stop following (the runs themselves go on; another process can re-attach)."""
-        with self._lock:
-            self._followers.clear()
+        """Nothing to release: followers belong to the process (FOLLOWERS), runs go on without us."""

@@ -5,16 +5,57 @@ Each error's message says what is wrong (file, key, value) and what to do about 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
+@dataclass(frozen=True)
+class Hint:
+    """The command that fixes an error, by verb, so each adapter spells it its own way: the magics
+    as `%aml_target prepare docker`, the CLI as `amlexec experiment prepare -c docker`.
+
+    Verbs: "target.attach", "target.prepare", "target.list", "runconfig.list", "project.init", "runs.list",
+    "submit" (args: run configuration, script)."""
+
+    verb: str
+    args: tuple[str, ...] = ()
+
+
+HintRenderer = Callable[[Hint], str]
+_renderer: list[HintRenderer] = []
+
+
+def set_hint_renderer(renderer: HintRenderer) -> None:
+    """The adapter in use (magics, CLI) says how its commands are written."""
+    _renderer[:] = [renderer]
+
+
+def render_hint(hint: Hint | None) -> str:
+    """The hint in the syntax of the adapter in use; "" without a hint or an adapter."""
+    if hint is None or not _renderer:
+        return ""
+    return _renderer[0](hint)
+
+
 class AmlExecError(Exception):
-    """Root of every error raised on purpose by jupyter_amlexec."""
+    """Root of every error raised on purpose by jupyter_amlexec; `hint` names the fixing command."""
+
+    hint: Hint | None = None
+
+    def with_hint(self, verb: str, *args: str) -> AmlExecError:
+        """This error, carrying the command that fixes it."""
+        self.hint = Hint(verb, tuple(args))
+        return self
+
+    def explained(self) -> str:
+        """The message, then the fixing command in the current adapter's syntax."""
+        fix = render_hint(self.hint)
+        return f"{self}\n  To fix: {fix}" if fix else str(self)
 
     def _render_traceback_(self) -> list[str]:
         """IPython shows our errors as their message: the stack is noise to a notebook user."""
-        return [f"{type(self).__name__}: {self}"]
+        return [f"{type(self).__name__}: {self.explained()}"]
 
 
 class ConfigError(AmlExecError):
@@ -48,10 +89,11 @@ class TargetNotFoundError(ConfigError):
     """A run configuration or compute target name has no file in aml_config/."""
 
     def __init__(self, name: str, known: Sequence[str], project: Path, kind: str = "compute target") -> None:
-        hint = ", ".join(sorted(known)) or "none yet — attach one with %aml_target attach"
-        super().__init__(f"No {kind} '{name}' in {project / 'aml_config'}. Known: {hint}.")
+        listed = ", ".join(sorted(known)) or "none yet: attach one"
+        super().__init__(f"No {kind} '{name}' in {project / 'aml_config'}. Known: {listed}.")
         self.name = name
         self.known = tuple(known)
+        self.hint = Hint("target.attach", (name,)) if kind == "compute target" else Hint("runconfig.list")
 
 
 class SecretError(ConfigError):
@@ -60,6 +102,16 @@ class SecretError(ConfigError):
 
 class TargetUnavailableError(AmlExecError):
     """The target exists in config but cannot be reached (no Docker engine, SSH refused, ...)."""
+
+
+class TransportError(TargetUnavailableError):
+    """The connection to a target failed or dropped (refused, reset, timed out): worth a retry, and
+    no verdict on the work over there, which goes on without us."""
+
+
+class HostKeyError(TargetUnavailableError):
+    """An SSH host's key is unknown or differs from the one on record: never retried, never
+    accepted silently (the message says how to check and trust it)."""
 
 
 class SnapshotError(AmlExecError):
@@ -101,8 +153,9 @@ class RunNotFoundError(AmlExecError):
 
     def __init__(self, run_id: str, home: Path | None = None) -> None:
         where = f" in {home}" if home is not None else ""
-        super().__init__(f"No run '{run_id}'{where}. List runs with `amlexec history list` or %aml_runs.")
+        super().__init__(f"No run '{run_id}'{where}.")
         self.run_id = run_id
+        self.hint = Hint("runs.list")
 
 
 class RunFailedError(AmlExecError):

@@ -31,7 +31,7 @@ from .processes import same_process_alive, start_ticks
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 3: runs_filters, a covering index that counts filtered runs
+SCHEMA_VERSION = 4  # 3: runs_filters, a covering index; 4: cancel requests
 BUSY_TIMEOUT_S = 30.0
 MMAP_BYTES = 256 * 2**20
 LOG_FILES = ("driver_log.txt", "control_log.txt")
@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS runs (
     follower_pid INTEGER,
     follower_started INTEGER,
     raw_offset INTEGER NOT NULL DEFAULT 0,
-    log_size INTEGER NOT NULL DEFAULT 0
+    log_size INTEGER NOT NULL DEFAULT 0,
+    raw_cursor TEXT,
+    cancel_requested_utc TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_project ON runs(project, created_ms);
 CREATE INDEX IF NOT EXISTS runs_project_number ON runs(project, run_number);
@@ -140,6 +142,10 @@ _FILTERS = {
 }
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 _PARAMS_PER_QUERY = 500  # well under SQLite's host-parameter limit
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
 def utc_now() -> str:
@@ -393,11 +399,16 @@ class History:
         exit_code: int | None = None,
         error: str | None = None,
         detail: str | None = None,
+        started_at: float | None = None,
+        finished_at: float | None = None,
     ) -> RunRecord:
-        """Move a run to `status`. Entering Running stamps the start, a terminal status the end;
+        """Move a run to `status`. Entering Running stamps the start, a terminal status the end —
+        `started_at`/`finished_at` (epoch seconds reported by the work itself) when given, else now;
         a terminal status is final: later calls return the stored record unchanged."""
         status = RunStatus(status)
         now = utc_now()
+        start = _utc(started_at) if started_at is not None else now
+        end = _utc(finished_at) if finished_at is not None else now
         with self._write() as db:
             row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
@@ -407,26 +418,60 @@ class History:
             else:
                 db.execute(
                     "UPDATE runs SET status = ?, status_detail = ?,"
-                    " start_time_utc = CASE WHEN ? AND start_time_utc IS NULL THEN ? ELSE start_time_utc END,"
+                    " start_time_utc = CASE WHEN ? THEN ? WHEN ? AND start_time_utc IS NULL THEN ?"
+                    " ELSE start_time_utc END,"
                     " end_time_utc = CASE WHEN ? THEN ? ELSE end_time_utc END,"
-                    " duration_ms = CASE WHEN ? THEN CAST(ROUND((julianday(?) - julianday(start_time_utc))"
-                    " * 86400000) AS INTEGER) ELSE duration_ms END,"
+                    " duration_ms = CASE WHEN ? THEN MAX(0, CAST(ROUND((julianday(?) -"
+                    " julianday(COALESCE(?, start_time_utc))) * 86400000) AS INTEGER)) ELSE duration_ms END,"
                     " exit_code = COALESCE(?, exit_code), error = COALESCE(?, error) WHERE run_id = ?",
                     (
                         status.value,
                         detail,
+                        started_at is not None,
+                        start,
                         status is RunStatus.RUNNING,
-                        now,
+                        start,
                         status.terminal,
-                        now,
+                        end,
                         status.terminal,
-                        now,
+                        end,
+                        start if started_at is not None else None,
                         exit_code,
                         error,
                         run_id,
                     ),
                 )
         return self.get(run_id)
+
+    def set_detail(self, run_id: str, detail: str | None) -> None:
+        """Say what a live run is doing ("connection lost, retrying") without changing its status."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status_detail = ? WHERE run_id = ? AND status NOT IN (?,?,?)",
+                (detail, run_id, *(s.value for s in RunStatus if s.terminal)),
+            )
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Ask whoever follows the run to stop it (a row, so any process can ask: another kernel, the
+        CLI, the server). False when the run has already ended."""
+        with self._write() as db:
+            row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(run_id, self.home)
+            if RunStatus(row["status"]).terminal:
+                return False
+            db.execute(
+                "UPDATE runs SET cancel_requested_utc = COALESCE(cancel_requested_utc, ?) WHERE run_id = ?",
+                (utc_now(), run_id),
+            )
+            return True
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """True once any process asked to cancel the run (the owning follower honours it)."""
+        row = (
+            self._db().execute("SELECT cancel_requested_utc FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        )
+        return row is not None and row[0] is not None
 
     def set_handle(self, run_id: str, handle: Mapping[str, object] | None) -> None:
         """Keep the executor's handle so another process can re-attach to the run."""
@@ -493,7 +538,7 @@ class History:
 
     # --- follower checkpoint --------------------------------------------------------------------
 
-    def checkpoint(self, run_id: str, *, raw_offset: int, log_size: int, metrics: Sequence[Metric]) -> None:
+    def checkpoint(self, run_id: str, *, cursor: str, log_size: int, metrics: Sequence[Metric]) -> None:
         """Store the follower's position and the metrics it parsed up to there, in one transaction.
 
         Each metric gets the next step of its name; `latest_metrics` and the metric catalog follow.
@@ -539,18 +584,22 @@ class History:
                 [(row["project"], row["experiment"], name) for name in next_step],
             )
             db.execute(
-                "UPDATE runs SET raw_offset = ?, log_size = ? WHERE run_id = ?",
-                (raw_offset, log_size, run_id),
+                "UPDATE runs SET raw_cursor = ?, log_size = ? WHERE run_id = ?",
+                (cursor, log_size, run_id),
             )
 
-    def progress(self, run_id: str) -> tuple[int, int]:
-        """(raw_offset, log_size) at the last checkpoint: where a re-attached follower resumes."""
+    def progress(self, run_id: str) -> tuple[str, int]:
+        """(executor log cursor, our log size) at the last checkpoint: where a re-attached follower
+        resumes. Files of schema 3 kept a byte offset, which is the cursor of local and Docker runs."""
         row = (
-            self._db().execute("SELECT raw_offset, log_size FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            self._db()
+            .execute("SELECT raw_cursor, raw_offset, log_size FROM runs WHERE run_id = ?", (run_id,))
+            .fetchone()
         )
         if row is None:
             raise RunNotFoundError(run_id, self.home)
-        return int(row[0]), int(row[1])
+        cursor = row[0] if row[0] is not None else (str(row[1]) if row[1] else "")
+        return cursor, int(row[2])
 
     def claim_follower(self, run_id: str, pid: int) -> bool:
         """Become the process that follows this run, unless another live process already does.
@@ -600,6 +649,18 @@ class History:
                 Metric(r["name"], json.loads(r["value"]), r["kind"], r["step"], r["logged_utc"])
             )
         return series
+
+    def metric_rows_after(self, run_id: str, rowid: int) -> list[tuple[int, Metric]]:
+        """Metrics logged after row `rowid`, in logging order (what a follower has not seen yet)."""
+        rows = self._db().execute(
+            "SELECT rowid, name, step, kind, value, logged_utc FROM metrics WHERE run_id = ? AND rowid > ?"
+            " ORDER BY rowid",
+            (run_id, rowid),
+        )
+        return [
+            (r[0], Metric(r["name"], json.loads(r["value"]), r["kind"], r["step"], r["logged_utc"]))
+            for r in rows
+        ]
 
     def query(
         self,
@@ -910,6 +971,8 @@ def _migrate(db: sqlite3.Connection) -> set[str]:
         ("status_detail", "TEXT"),
         ("follower_started", "INTEGER"),
         ("duration_ms", "INTEGER"),
+        ("raw_cursor", "TEXT"),
+        ("cancel_requested_utc", "TEXT"),
     ):
         if name not in columns:
             db.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")

@@ -73,6 +73,7 @@ class LogEvent(RunEvent):
 
     text: str = ""
     source: str = "driver"
+    cursor: str = ""  # where a follower of the history resumes right after this text ("" unknown)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import fnmatch
 import html
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import RunFailedError
+from .follow import wait_terminal
 from .history import RunRecord
 from .models import Metric, RunEvent, RunStatus
 
@@ -79,22 +79,15 @@ class Run:
         return follower.bus.subscribe(listener)
 
     def wait(self, timeout: float | None = None, *, raise_on_failure: bool = True) -> Run:
-        """Block until the run is terminal (or `timeout` passes); raise RunFailedError if it failed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            follower = self._session.follower(self.id)
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            step = 0.25 if remaining is None else min(0.25, remaining)
-            if follower is not None:
-                if follower.wait(step) and not self.status.terminal:
-                    break  # the follower ended without a terminal record (history unwritable?)
-            else:
-                record = self.record
-                if record.status.terminal:
-                    break
-                time.sleep(step)  # another live process follows it: watch the history
-            if self.status.terminal or (deadline is not None and time.monotonic() >= deadline):
-                break
+        """Block until the run is terminal (or `timeout` passes); raise RunFailedError if it failed.
+
+        Woken by this process's follower the moment it records the end; a run another process
+        follows is watched through the history (`follow.wait_terminal`)."""
+        follower = self._session.follower(self.id)
+        if follower is not None:
+            follower.wait(timeout)
+        if not self.status.terminal:
+            wait_terminal(self._session.history, self.id, timeout)
         record = self.record
         if raise_on_failure and record.status in (RunStatus.FAILED, RunStatus.CANCELED):
             raise RunFailedError(

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .errors import AmlExecError, RunCanceledError
 from .executors.base import Executor, HandleStatus, RunHandle, RunSpec
@@ -29,6 +30,7 @@ from .models import (
     RunStatus,
     StatusEvent,
 )
+from .secrets import redact_text
 from .snapshot import Snapshot
 from .tracking import LogDemuxer
 
@@ -38,8 +40,8 @@ Listener = Callable[[RunEvent], None]
 
 # How long one wait on the handle may block before the log is read again: the log latency a user
 # sees. A run that ends returns from the wait at once, so this does not add to a run's duration.
-LOG_POLL_SECONDS = 0.2
-HISTORY_CHECK_SECONDS = 1.0  # how often a build looks for a cancel made by another process
+LOG_POLL_SECONDS = 0.05
+HISTORY_CHECK_SECONDS = 0.2  # how often a follower looks for a cancel asked through the history
 
 
 class EventBus:
@@ -70,6 +72,44 @@ class EventBus:
                 log.exception("run event listener %r failed", listener)
 
 
+class FollowerRegistry:
+    """This process's followers, keyed by (history home, run id): one follower per run per process,
+    whatever Session objects (or the guardian) ask for it."""
+
+    def __init__(self) -> None:
+        self._followers: dict[tuple[str, str], RunFollower] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while deciding whether to make a follower, so two threads never make two."""
+        return self._lock
+
+    def get(self, home: Path, run_id: str) -> RunFollower | None:
+        with self._lock:
+            return self._followers.get((str(home), run_id))
+
+    def add(self, follower: RunFollower) -> RunFollower:
+        """Register `follower`, or return the one already following that run."""
+        key = (str(follower.history.home), follower.run_id)
+        with self._lock:
+            return self._followers.setdefault(key, follower)
+
+    def discard(self, follower: RunFollower) -> None:
+        key = (str(follower.history.home), follower.run_id)
+        with self._lock:
+            if self._followers.get(key) is follower:
+                del self._followers[key]
+
+    def live(self) -> list[RunFollower]:
+        with self._lock:
+            return [f for f in self._followers.values() if not f.done.is_set()]
+
+
+FOLLOWERS = FollowerRegistry()
+"""The process-wide registry (a process follows a run at most once)."""
+
+
 @dataclass(frozen=True)
 class StartRequest:
     """What a fresh run needs beyond its history record."""
@@ -78,6 +118,28 @@ class StartRequest:
     snapshot: Snapshot
     environment: EnvironmentSpec
     force_prepare: bool = False
+
+    def __getstate__(self) -> dict[str, object]:
+        """Sent to the guardian process by snapshot id: the manifest is in the store already."""
+        return {
+            "spec": self.spec,
+            "snapshot_id": self.snapshot.id,
+            "home": str(self.snapshot.store.home),
+            "environment": self.environment,
+            "force_prepare": self.force_prepare,
+        }
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        from .snapshot import SnapshotStore
+
+        snapshot = SnapshotStore(Path(str(state["home"]))).get(str(state["snapshot_id"]))
+        for name, value in (
+            ("spec", state["spec"]),
+            ("snapshot", snapshot),
+            ("environment", state["environment"]),
+            ("force_prepare", state["force_prepare"]),
+        ):
+            object.__setattr__(self, name, value)
 
 
 class RunFollower:
@@ -92,6 +154,7 @@ class RunFollower:
         start: StartRequest | None = None,
         handle: RunHandle | None = None,
         max_output_file_bytes: int = 512 * 1024 * 1024,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         if (start is None) == (handle is None):
             raise ValueError("a follower either starts a run or resumes a handle")
@@ -105,8 +168,10 @@ class RunFollower:
         self._max_output_file_bytes = (
             start.spec.max_output_file_bytes if start is not None else max_output_file_bytes
         )
+        self._secrets = start.spec.secrets if start is not None else secrets
         self._cancel_requested = threading.Event()
         self._last_history_check = 0.0
+        self._detail: str | None = None
         self._thread = threading.Thread(target=self._main, name=f"amlexec-run-{run_id}", daemon=True)
 
     # --- control ---------------------------------------------------------------------------------
@@ -140,6 +205,7 @@ class RunFollower:
             except Exception:
                 log.exception("could not release follower of %s", self.run_id)
             self.done.set()
+            FOLLOWERS.discard(self)
 
     def _start_run(self) -> RunStatus | None:
         assert self._start is not None
@@ -163,12 +229,12 @@ class RunFollower:
             return None
         self._set_status(RunStatus.STARTING)
         spec = replace(request.spec, prepared=prepared)
-        handle = self.executor.start(spec, request.snapshot)
+        handle = self.executor.start(spec, request.snapshot, self._control)
         self._handle = handle
         self.history.set_handle(self.run_id, handle.to_dict())
         if self._canceled(check_history=True):  # also a cancel from another process meanwhile
             handle.cancel()
-        self._set_status(RunStatus.RUNNING)
+        self._set_status(RunStatus.RUNNING, started_at=handle.poll().started_at)
         return RunStatus.RUNNING
 
     def _status_of_resumed(self) -> RunStatus | None:
@@ -182,39 +248,51 @@ class RunFollower:
     def _follow(self) -> None:
         handle = self._handle
         assert handle is not None
-        raw_offset, log_size = self.history.progress(self.run_id)
-        self.history.truncate_log(
-            self.run_id, log_size
-        )  # drop text a dead follower wrote past its checkpoint
+        cursor, log_size = self.history.progress(self.run_id)
+        self.history.truncate_log(self.run_id, log_size)  # text a dead follower wrote past its checkpoint
         demux = LogDemuxer()
         while True:
             state = handle.wait(LOG_POLL_SECONDS)
-            raw_offset = self._drain(handle, demux, raw_offset, final=False)
+            cursor = self._drain(handle, demux, cursor, final=False)
             if state.status.terminal:
                 break
-        raw_offset = self._drain(handle, demux, raw_offset, final=True)
+            self._note_detail(state.detail)
+            if not self._cancel_requested.is_set() and self._canceled(check_history=self._history_due()):
+                self._control("Canceling: asked through the run history.")
+                handle.cancel()
+        cursor = self._drain(handle, demux, cursor, final=True)
         self._finish(handle, state)
 
-    def _drain(self, handle: RunHandle, demux: LogDemuxer, raw_offset: int, *, final: bool) -> int:
+    def _note_detail(self, detail: str | None) -> None:
+        """Keep the record's detail in step with the handle's ("connection lost, retrying")."""
+        if detail == self._detail:
+            return
+        self._detail = detail
+        self.history.set_detail(self.run_id, detail)
+        self._control(detail or "Connection to the target restored.")
+        self.bus.publish(StatusEvent(self.run_id, status=RunStatus.RUNNING, detail=detail))
+
+    def _drain(self, handle: RunHandle, demux: LogDemuxer, cursor: str, *, final: bool) -> str:
         """Move every new raw byte into the history: displayable text to the log, tags to metrics."""
         while True:
-            chunk = handle.logs(raw_offset)
+            chunk = handle.logs(cursor)
             if not chunk.data and not final:
-                return raw_offset
+                return cursor
             text, metrics = demux.feed(chunk.data) if chunk.data else ("", [])
             if final and not chunk.data:
                 tail_text, tail_metrics = demux.flush()
                 text, metrics = text + tail_text, metrics + tail_metrics
-            raw_offset = chunk.next_offset
-            self._record(text, metrics, raw_offset)
+            cursor = chunk.cursor
+            self._record(text, metrics, cursor)
             if not chunk.data:
-                return raw_offset
+                return cursor
 
-    def _record(self, text: str, metrics: list[Metric], raw_offset: int) -> None:
+    def _record(self, text: str, metrics: list[Metric], cursor: str) -> None:
+        text = redact_text(text, self._secrets)
         log_size = (
             self.history.append_log(self.run_id, text) if text else self.history.progress(self.run_id)[1]
         )
-        self.history.checkpoint(self.run_id, raw_offset=raw_offset, log_size=log_size, metrics=metrics)
+        self.history.checkpoint(self.run_id, cursor=cursor, log_size=log_size, metrics=metrics)
         if text:
             self.bus.publish(LogEvent(self.run_id, text=text, source="driver"))
         for metric in metrics:
@@ -224,10 +302,13 @@ class RunFollower:
         self._set_status(RunStatus.FINALIZING)
         outputs_dir = self.history.run_dir(self.run_id) / "outputs"
         try:
-            files = handle.collect_outputs(outputs_dir, self._max_output_file_bytes)
+            files = handle.collect_outputs(outputs_dir, self._max_output_file_bytes, self._control)
         except AmlExecError as exc:
             files = []
             self._control(f"Could not collect outputs/: {exc}\n")
+        except OSError as exc:  # a full disk, a vanished folder: the run's own result still stands
+            files = []
+            self._control(f"Could not collect outputs/ into {outputs_dir}: {exc}\n")
         self.history.set_attachments(self.run_id, [f"outputs/{f}" for f in files])
         if files:
             self._control(f"Collected {len(files)} file(s) from outputs/.\n")
@@ -239,7 +320,13 @@ class RunFollower:
         status = state.status
         if self._cancel_requested.is_set() and status is not RunStatus.COMPLETED:
             status = RunStatus.CANCELED
-        self._set_status(status, exit_code=state.exit_code, error=state.error)
+        self._set_status(
+            status,
+            exit_code=state.exit_code,
+            error=state.error,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+        )
 
     def _fail(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
@@ -265,11 +352,13 @@ class RunFollower:
     # --- helpers ---------------------------------------------------------------------------------
 
     def _canceled(self, *, check_history: bool = False) -> bool:
-        """Canceled here, or (check_history) by another process (`amlexec experiment cancel`), which
-        can only mark the record: a run it cannot reach must not start afterwards."""
+        """Canceled here, or (check_history) by another process through the history's cancel request
+        (or a record another process already ended): a run it cannot reach must not start afterwards."""
         if self._cancel_requested.is_set():
             return True
-        if check_history and self.history.get(self.run_id).status.terminal:
+        if check_history and (
+            self.history.cancel_requested(self.run_id) or self.history.get(self.run_id).status.terminal
+        ):
             self._cancel_requested.set()
             return True
         return False
@@ -278,18 +367,23 @@ class RunFollower:
         """The log of prepare(); a cancel stops a build at its next line (the executor's clean-up
         removes what the build made)."""
         self._control(text)
-        now = time.monotonic()
-        check_history = now - self._last_history_check >= HISTORY_CHECK_SECONDS
-        if check_history:
-            self._last_history_check = now
-        if self._canceled(check_history=check_history):
+        if self._canceled(check_history=self._history_due()):
             raise RunCanceledError("canceled while the environment was being prepared")
+
+    def _history_due(self) -> bool:
+        """Whether it is time to look at the history for a cancel asked by another process."""
+        now = time.monotonic()
+        if now - self._last_history_check < HISTORY_CHECK_SECONDS:
+            return False
+        self._last_history_check = now
+        return True
 
     def _control(self, text: str) -> None:
         if not text:
             return
         if not text.endswith("\n"):
             text += "\n"
+        text = redact_text(text, self._secrets)
         self.history.append_log(self.run_id, text, source="control")
         self.bus.publish(LogEvent(self.run_id, text=text, source="control"))
 
@@ -300,13 +394,28 @@ class RunFollower:
         detail: str | None = None,
         exit_code: int | None = None,
         error: str | None = None,
+        started_at: float | None = None,
+        finished_at: float | None = None,
     ) -> None:
-        record = self.history.set_status(self.run_id, status, exit_code=exit_code, error=error)
-        stamp = time.strftime("%H:%M:%S", time.gmtime())
-        line = f"[{stamp}Z] {record.status.value}" + (f": {detail}" if detail else "")
-        if record.status.terminal and record.exit_code is not None:
-            line += f" (exit code {record.exit_code})"
-        self.history.append_log(self.run_id, line + "\n", source="control")
+        stamp = time.strftime(
+            "%H:%M:%S", time.gmtime(finished_at if status.terminal and finished_at else None)
+        )
+        line = f"[{stamp}Z] {status.value}" + (f": {detail}" if detail else "")
+        if status.terminal and exit_code is not None:
+            line += f" (exit code {exit_code})"
+        if status.terminal:  # readers stop at a terminal record: its line must already be there
+            self.history.append_log(self.run_id, line + "\n", source="control")
+        record = self.history.set_status(
+            self.run_id,
+            status,
+            exit_code=exit_code,
+            error=error,
+            detail=detail,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
+        if not status.terminal:
+            self.history.append_log(self.run_id, line + "\n", source="control")
         self.bus.publish(
             StatusEvent(self.run_id, status=record.status, detail=detail or error, exit_code=record.exit_code)
         )

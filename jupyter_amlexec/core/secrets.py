@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import SecretError
@@ -21,16 +21,37 @@ if TYPE_CHECKING:
     from .project import ComputeTarget
 
 REDACTED = "***"
-_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+# The redaction rule (README "Secrets"): a variable whose name holds PASS, PWD, SECRET, TOKEN, KEY,
+# CREDENTIAL or AUTH, or is PW / ends in _PW / starts with PW_, any case, is a secret.
+_SECRET_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|(?:^|_)PW(?:$|_)", re.IGNORECASE)
+MIN_SECRET_CHARS = 4  # shorter values are not hunted for in logs (they would match ordinary text)
 
 
 def looks_secret(name: str) -> bool:
+    """Whether a variable of this name holds a secret under the redaction rule."""
     return bool(_SECRET_NAME.search(name))
 
 
-def redact_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `env` with the values of secret-looking variables replaced by ***."""
-    return {k: (REDACTED if looks_secret(k) else str(v)) for k, v in env.items()}
+def redact_environment(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> dict[str, str]:
+    """A copy of `env` with the values of secret variables (by name, or named in `secret_names`)
+    replaced by ***: what the history keeps."""
+    named = set(secret_names)
+    return {k: (REDACTED if looks_secret(k) or k in named else str(v)) for k, v in env.items()}
+
+
+def secret_values(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> tuple[str, ...]:
+    """The values a run must never show in its logs or events: those of its secret variables."""
+    named = set(secret_names)
+    values = {v for k, v in env.items() if (looks_secret(k) or k in named) and len(v) >= MIN_SECRET_CHARS}
+    return tuple(sorted(values, key=len, reverse=True))  # longest first: a value inside another
+
+
+def redact_text(text: str, values: Sequence[str]) -> str:
+    """`text` with every occurrence of a secret value replaced by ***."""
+    for value in values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 def resolve_password(target: ComputeTarget) -> str | None:
@@ -61,40 +82,57 @@ def resolve_password(target: ComputeTarget) -> str | None:
             f"committed and shared.",
             key="password",
         )
-    if target.password_env:
-        value = os.environ.get(target.password_env)
+    return resolve_secret(
+        f"Target '{target.name}'",
+        env=target.password_env,
+        keyring_entry=target.password_keyring,
+        username=target.username,
+    )
+
+
+def resolve_secret(
+    owner: str, *, env: str | None, keyring_entry: str | None, username: str | None = None
+) -> str | None:
+    """A password or key passphrase from the variable `env` or the keyring entry `keyring_entry`
+    ("service" or "service/user"; the user defaults to `username`); None when neither is named.
+
+    Shared by every reader of secrets (targets, SSH endpoints) so the messages stay one set;
+    `owner` starts each message ("Target 'gpuvm'", "SSH host 'lab'").
+    """
+    if env:
+        value = os.environ.get(env)
         if value is None:
             raise SecretError(
-                f"Target '{target.name}' takes its password from the environment variable "
-                f"{target.password_env}, which is not set. Set it in the environment of the kernel "
+                f"{owner} takes its password from the environment variable "
+                f"{env}, which is not set. Set it in the environment of the kernel "
                 f"or terminal (not in aml_config/).",
                 key="passwordEnv",
             )
         return value
-    if target.password_keyring:
-        service, _, user = target.password_keyring.partition("/")
+    if keyring_entry:
+        service, _, user = keyring_entry.partition("/")
         try:
             import keyring
         except ImportError:
             raise SecretError(
-                f"Target '{target.name}' reads its password from the keyring entry "
-                f"'{target.password_keyring}', but the `keyring` package is not installed: "
+                f"{owner} reads its password from the keyring entry "
+                f"'{keyring_entry}', but the `keyring` package is not installed: "
                 f"pip install keyring.",
                 key="passwordKeyring",
             ) from None
         try:
-            value = keyring.get_password(service, user or (target.username or ""))
+            value = keyring.get_password(service, user or (username or ""))
         except Exception as exc:  # noqa: BLE001 - every keyring backend failure means the same to the user
             raise SecretError(
-                f"Target '{target.name}': the keyring could not be read for entry "
-                f"'{target.password_keyring}' ({type(exc).__name__}: {exc}). Unlock or configure the "
+                f"{owner}: the keyring could not be read for entry "
+                f"'{keyring_entry}' ({type(exc).__name__}: {exc}). Unlock or configure the "
                 f"keyring, or use passwordEnv: VAR instead.",
                 key="passwordKeyring",
             ) from exc
         if value is None:
             raise SecretError(
-                f"No keyring entry '{target.password_keyring}' for target '{target.name}'. Store it with "
-                f"`keyring set {service} {user or target.username or 'USER'}`.",
+                f"{owner}: no keyring entry '{keyring_entry}'. Store it with "
+                f"`keyring set {service} {user or username or 'USER'}`.",
                 key="passwordKeyring",
             )
         return str(value)

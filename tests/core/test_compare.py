@@ -39,7 +39,7 @@ def finished_run(
     )
     history.set_status(record.run_id, RunStatus.RUNNING)
     if metrics:
-        history.checkpoint(record.run_id, raw_offset=1, log_size=1, metrics=list(metrics))
+        history.checkpoint(record.run_id, cursor="1", log_size=1, metrics=list(metrics))
     return history.set_status(record.run_id, status, exit_code=0 if status is RunStatus.COMPLETED else 1)
 
 

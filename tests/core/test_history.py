@@ -115,9 +115,9 @@ WORKER = textwrap.dedent(
             environment={}, snapshot_id=None,
         )
         history.set_status(record.run_id, RunStatus.RUNNING)
-        history.checkpoint(record.run_id, raw_offset=10, log_size=5,
+        history.checkpoint(record.run_id, cursor="10", log_size=5,
                            metrics=[Metric("loss", 1.0 / (i + 1)), Metric("worker", worker)])
-        history.checkpoint(record.run_id, raw_offset=20, log_size=9, metrics=[Metric("loss", 0.0)])
+        history.checkpoint(record.run_id, cursor="20", log_size=9, metrics=[Metric("loss", 0.0)])
         history.set_status(record.run_id, RunStatus.COMPLETED, exit_code=0)
         ids.append(record.run_id)
     print(json.dumps(ids))
@@ -159,7 +159,7 @@ def test_four_processes_writing_at_once_lose_nothing(home: Path) -> None:
         assert record.status is RunStatus.COMPLETED
         assert record.metrics == {"loss": 0.0, "worker": record.experiment}
         assert [m.step for m in history.metric_series(record.run_id)["loss"]] == [0, 1]
-        assert history.progress(record.run_id) == (20, 9)
+        assert history.progress(record.run_id) == ("20", 9)
 
 
 def test_the_follower_thread_and_the_main_thread_share_one_history(home: Path) -> None:
@@ -171,7 +171,7 @@ def test_the_follower_thread_and_the_main_thread_share_one_history(home: Path) -
     def follower() -> None:
         try:
             for i in range(300):
-                history.checkpoint(run_id, raw_offset=i + 1, log_size=i, metrics=[Metric("step", i)])
+                history.checkpoint(run_id, cursor=str(i + 1), log_size=i, metrics=[Metric("step", i)])
         except BaseException as exc:  # reported below: a thread's exception would be lost
             errors.append(exc)
 
@@ -186,7 +186,7 @@ def test_the_follower_thread_and_the_main_thread_share_one_history(home: Path) -
     # Then nothing failed and every checkpoint is stored
     assert errors == []
     assert [m.value for m in history.metric_series(run_id)["step"]] == list(range(300))
-    assert history.progress(run_id) == (300, 299)
+    assert history.progress(run_id) == ("300", 299)
     assert history.get(run_id).handle == {"pid": os.getpid()}
 
 
@@ -235,7 +235,7 @@ def test_unknown_runs_raise_run_not_found_naming_the_id(home: Path) -> None:
         lambda: history.set_status("nope_1", RunStatus.RUNNING),
         lambda: history.set_handle("nope_1", {}),
         lambda: history.set_attachments("nope_1", ["outputs/a"]),
-        lambda: history.checkpoint("nope_1", raw_offset=1, log_size=1, metrics=[]),
+        lambda: history.checkpoint("nope_1", cursor="1", log_size=1, metrics=[]),
         lambda: history.progress("nope_1"),
         lambda: history.read_log("nope_1"),
         lambda: history.claim_follower("nope_1", os.getpid()),
@@ -256,13 +256,13 @@ def test_checkpoints_number_steps_per_metric_and_keep_the_latest_value(home: Pat
     # When metrics arrive over two checkpoints
     history.checkpoint(
         run_id,
-        raw_offset=100,
+        cursor="100",
         log_size=60,
         metrics=[Metric("loss", 0.9), Metric("Accuracy", 0.5), Metric("loss", 0.7)],
     )
     history.checkpoint(
         run_id,
-        raw_offset=180,
+        cursor="180",
         log_size=90,
         metrics=[Metric("loss", 0.4), Metric("curve", [1, 2, 3], kind="list"), Metric("note", "ok")],
     )
@@ -279,21 +279,21 @@ def test_checkpoints_number_steps_per_metric_and_keep_the_latest_value(home: Pat
         ("curve", [1, 2, 3]),
         ("note", "ok"),
     ]
-    assert history.progress(run_id) == (180, 90)
+    assert history.progress(run_id) == ("180", 90)
 
 
 def test_a_failed_checkpoint_stores_neither_metrics_nor_offsets(home: Path) -> None:
     # Given a run with one checkpoint
     history = History(home)
     run_id = new_run(history).run_id
-    history.checkpoint(run_id, raw_offset=10, log_size=5, metrics=[Metric("loss", 1.0)])
+    history.checkpoint(run_id, cursor="10", log_size=5, metrics=[Metric("loss", 1.0)])
     # When a checkpoint fails on its second metric (a value that cannot be stored)
     with pytest.raises(TypeError):
         history.checkpoint(
-            run_id, raw_offset=99, log_size=50, metrics=[Metric("loss", 0.5), Metric("bad", object())]
+            run_id, cursor="99", log_size=50, metrics=[Metric("loss", 0.5), Metric("bad", object())]
         )
     # Then nothing of it is stored: a new follower resumes from the last good checkpoint
-    assert history.progress(run_id) == (10, 5)
+    assert history.progress(run_id) == ("10", 5)
     assert [m.value for m in history.metric_series(run_id)["loss"]] == [1.0]
     assert history.get(run_id).metrics == {"loss": 1.0}
 
@@ -309,7 +309,9 @@ def test_a_reader_never_sees_offsets_without_their_metrics(home: Path) -> None:
         db = sqlite3.connect(home / "history.sqlite", isolation_level=None)
         while not stop.is_set():
             db.execute("BEGIN")
-            offset = db.execute("SELECT raw_offset FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+            offset = int(
+                db.execute("SELECT raw_cursor FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
+            )
             count = db.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
             db.execute("COMMIT")
             seen.append((offset, count))
@@ -320,7 +322,7 @@ def test_a_reader_never_sees_offsets_without_their_metrics(home: Path) -> None:
     # When 200 checkpoints of 3 metrics each are written
     for i in range(1, 201):
         history.checkpoint(
-            run_id, raw_offset=i * 100, log_size=i, metrics=[Metric("a", i), Metric("b", i), Metric("a", -i)]
+            run_id, cursor=str(i * 100), log_size=i, metrics=[Metric("a", i), Metric("b", i), Metric("a", -i)]
         )
     stop.set()
     thread.join()
@@ -361,7 +363,7 @@ def runs(home: Path) -> tuple[History, dict[str, RunRecord]]:
             metrics.append(Metric("Accuracy", accuracy))
         if key == "b3":
             metrics.append(Metric("f1", 0.2))
-        history.checkpoint(record.run_id, raw_offset=1, log_size=1, metrics=metrics)
+        history.checkpoint(record.run_id, cursor="1", log_size=1, metrics=metrics)
         if status is not RunStatus.QUEUED:
             history.set_status(record.run_id, RunStatus.RUNNING)
             history.set_status(record.run_id, status)
@@ -504,7 +506,7 @@ def test_to_json_has_workbench_record_shape(home: Path) -> None:
     record = new_run(history, properties={"git": "abc"})
     history.checkpoint(
         record.run_id,
-        raw_offset=1,
+        cursor="1",
         log_size=1,
         metrics=[Metric("Accuracy", 0.68), Metric("Regularization Rate", 0.078125)],
     )

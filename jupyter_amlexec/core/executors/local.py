@@ -17,14 +17,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TargetUnavailableError
+from ..errors import ConfigError, TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
-from ..processes import start_ticks
+from ..processes import same_process_alive, start_ticks
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
-from .base import ControlLog, HandleStatus, LogChunk, PreparedEnv, RunSpec, read_log_chunk
+from .base import ControlLog, HandleStatus, LogChunk, LogCursor, PreparedEnv, RunSpec, read_log_chunk
+from .commands import Framework, SparkOptions, build_command
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +36,47 @@ CANCEL_GRACE_SECONDS = 3.0
 _KERNEL_ONLY_VARIABLES = ("JPY_PARENT_PID", "JPY_SESSION_NAME", "JPY_API_TOKEN")
 
 
+@dataclass(frozen=True)
+class LocalSettings:
+    """The keys of a `local` .compute file that this executor reads."""
+
+    python_location: str | None = None  # pythonLocation; None: the interpreter jupyter_amlexec runs in
+    native_shared_directory: str | None = None
+    spark_submit: str = "spark-submit"  # sparkSubmitLocation, for Framework: PySpark
+    spark_master: str = "local[*]"  # sparkMaster
+
+    @classmethod
+    def of(cls, target: ComputeTarget) -> LocalSettings:
+        return cls(
+            target.python_location,
+            target.native_shared_directory,
+            os.path.expanduser(target.spark_submit_location or "spark-submit"),
+            target.spark_master or "local[*]",
+        )
+
+
 class LocalExecutor:
     """Runs on this machine with a user-managed interpreter (Workbench's `local`)."""
 
+    needs_managed_environment = False  # the user's own Python, as in Workbench
+
     def __init__(self, target: ComputeTarget, home: Path) -> None:
         self.target = target
+        self.settings = LocalSettings.of(target)
         self.home = home
+        self.interpreter()  # a pythonLocation that does not exist is refused before a run is recorded
 
     def interpreter(self) -> str:
-        if not self.target.python_location:
+        if not self.settings.python_location:
             return sys.executable
-        location = os.path.expanduser(self.target.python_location)
+        location = os.path.expanduser(self.settings.python_location)
         found = shutil.which(location)
         if found is None:
-            raise TargetUnavailableError(
-                f"Target '{self.target.name}': the interpreter {location!r} (pythonLocation in "
-                f"aml_config/{self.target.name}.compute) was not found. Set pythonLocation to a Python "
-                f"on this machine, or remove it to use {sys.executable}."
+            raise ConfigError(
+                f"the interpreter {location!r} of target '{self.target.name}' was not found. Set "
+                f"pythonLocation to a Python on this machine, or remove it to use {sys.executable}.",
+                file=Path("aml_config") / f"{self.target.name}.compute",
+                key="pythonLocation",
             )
         return found
 
@@ -67,7 +93,7 @@ class LocalExecutor:
         python = self.interpreter()
         return PreparedEnv(env_hash=f"local:{python}", built=False, python=python)
 
-    def start(self, run: RunSpec, snapshot: Snapshot) -> LocalRunHandle:
+    def start(self, run: RunSpec, snapshot: Snapshot, log: ControlLog) -> LocalRunHandle:
         private = run.run_dir / "executor"
         work = private / "work"
         if work.exists():
@@ -76,7 +102,21 @@ class LocalExecutor:
         python = run.prepared.python if run.prepared and run.prepared.python else self.interpreter()
         env = self._environment(run, work)
         raw_log, exit_file = private / "raw.log", private / "exit_code"
-        argv = ["/bin/sh", "-c", WRAPPER, "sh", str(exit_file), python, run.entry_script, *run.arguments]
+        spark = SparkOptions(
+            master=self.settings.spark_master,
+            submit=self.settings.spark_submit,
+            arguments=run.spark_arguments,
+            python=python,
+        )
+        if run.framework is Framework.PYSPARK and shutil.which(spark.submit) is None:
+            raise TargetUnavailableError(
+                f"Framework PySpark runs through spark-submit, and {spark.submit!r} was not found. Set "
+                f"sparkSubmitLocation in aml_config/{self.target.name}.compute to your spark-submit (pip "
+                f"install pyspark provides one), or set Framework: Python in the run configuration."
+            )
+        command = build_command(run.framework, python, run.entry_script, run.arguments, spark)
+        argv = ["/bin/sh", "-c", WRAPPER, "sh", str(exit_file), *command]
+        started_at = time.time()
         with open(raw_log, "ab") as out:
             process = subprocess.Popen(
                 argv,
@@ -87,15 +127,18 @@ class LocalExecutor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        log(f"Started {python} {run.entry_script} (pid {process.pid}) in {work}.")
         return LocalRunHandle(
             pid=process.pid,
             start_ticks=start_ticks(process.pid),
             private_dir=private,
             process=process,
+            started_at=started_at,
         )
 
     def _environment(self, run: RunSpec, work: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _KERNEL_ONLY_VARIABLES}
+        hidden = {*_KERNEL_ONLY_VARIABLES, *run.scrub_variables}  # our targets' passwords stay with us
+        env = {k: v for k, v in os.environ.items() if k not in hidden}
         if env.get("MPLBACKEND", "").startswith("module://"):
             del env["MPLBACKEND"]  # the kernel's inline backend means nothing outside the kernel
         env.update(run.environment_variables)
@@ -104,8 +147,8 @@ class LocalExecutor:
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
-        if self.target.native_shared_directory:
-            shared = Path(os.path.expanduser(self.target.native_shared_directory)) / run.project_name
+        if self.settings.native_shared_directory:
+            shared = Path(os.path.expanduser(self.settings.native_shared_directory)) / run.project_name
             shared.mkdir(parents=True, exist_ok=True)
             env["AZUREML_NATIVE_SHARE_DIRECTORY"] = str(shared) + os.sep
         return env
@@ -124,10 +167,12 @@ class LocalRunHandle:
         start_ticks: int | None,
         private_dir: Path,
         process: subprocess.Popen[bytes] | None = None,
+        started_at: float | None = None,
     ) -> None:
         self.pid = pid
         self.start_ticks = start_ticks
         self.private_dir = private_dir
+        self.started_at = started_at
         self._process = process
 
     @property
@@ -153,15 +198,17 @@ class LocalRunHandle:
             "pgid": self.pid,
             "start_ticks": self.start_ticks,
             "private_dir": str(self.private_dir),
+            "started_at": self.started_at,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LocalRunHandle:
-        ticks = data.get("start_ticks")
+        ticks, started = data.get("start_ticks"), data.get("started_at")
         return cls(
             pid=int(str(data["pid"])),
             start_ticks=int(str(ticks)) if ticks is not None else None,
             private_dir=Path(str(data["private_dir"])),
+            started_at=float(str(started)) if started is not None else None,
         )
 
     # --- status -------------------------------------------------------------------------------
@@ -169,25 +216,33 @@ class LocalRunHandle:
     def _alive(self) -> bool:
         if self._process is not None:
             return self._process.poll() is None
-        if not Path(f"/proc/{self.pid}").exists():
-            return False
-        ticks = start_ticks(self.pid)
-        return ticks is None or self.start_ticks is None or ticks == self.start_ticks  # else a reused pid
+        return same_process_alive(self.pid, self.start_ticks)  # not a reused pid, not a zombie
+
+    def _finished_at(self) -> float | None:
+        """When the work ended: the wrapper writes the exit file right after the script exits."""
+        try:
+            return self.exit_file.stat().st_mtime
+        except OSError:
+            return None
 
     def poll(self) -> HandleStatus:
         if self._alive():
-            return HandleStatus(RunStatus.RUNNING)
-        if self.cancel_file.exists():
-            return HandleStatus(RunStatus.CANCELED, exit_code=self._exit_code(), error="canceled by the user")
+            return HandleStatus(RunStatus.RUNNING, started_at=self.started_at)
         code = self._exit_code()
+        if self.cancel_file.exists():
+            return self._ended(RunStatus.CANCELED, code, "canceled by the user")
         if code is None:
-            return HandleStatus(
-                RunStatus.FAILED,
-                error="the run's process ended without reporting an exit status (killed?)",
+            return self._ended(
+                RunStatus.FAILED, None, "the run's process ended without reporting an exit status (killed?)"
             )
         if code == 0:
-            return HandleStatus(RunStatus.COMPLETED, exit_code=0)
-        return HandleStatus(RunStatus.FAILED, exit_code=code, error=_describe_exit(code))
+            return self._ended(RunStatus.COMPLETED, 0, None)
+        return self._ended(RunStatus.FAILED, code, _describe_exit(code))
+
+    def _ended(self, status: RunStatus, code: int | None, error: str | None) -> HandleStatus:
+        return HandleStatus(
+            status, exit_code=code, error=error, started_at=self.started_at, finished_at=self._finished_at()
+        )
 
     def _exit_code(self) -> int | None:
         try:
@@ -207,8 +262,8 @@ class LocalRunHandle:
             _sleep_until_exit(self.pid, left)
         return self.poll()
 
-    def logs(self, since: int) -> LogChunk:
-        return read_log_chunk(self.raw_log, since)
+    def logs(self, cursor: LogCursor) -> LogChunk:
+        return read_log_chunk(self.raw_log, cursor)
 
     # --- control ------------------------------------------------------------------------------
 
@@ -226,7 +281,7 @@ class LocalRunHandle:
         if self._process is not None:
             self._process.wait()
 
-    def collect_outputs(self, dest: Path, max_file_bytes: int) -> list[str]:
+    def collect_outputs(self, dest: Path, max_file_bytes: int, log: ControlLog) -> list[str]:
         """Move the work dir's outputs/ files (the work dir is deleted next) into `dest`."""
         source = self.work_dir / "outputs"
         if not source.is_dir():
@@ -238,9 +293,7 @@ class LocalRunHandle:
             rel = path.relative_to(source).as_posix()
             size = path.stat().st_size
             if size > max_file_bytes:
-                log.warning(
-                    "not collecting outputs/%s: %d bytes, over the %d-byte limit", rel, size, max_file_bytes
-                )
+                log(f"Not collecting outputs/{rel}: {size} bytes, over the {max_file_bytes}-byte limit.")
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)

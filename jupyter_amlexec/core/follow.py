@@ -1,0 +1,167 @@
+"""Follow any run from any process: its log lines, metrics and status changes, from a cursor.
+
+The history is the meeting point: whoever drives a run (a kernel, the CLI's guardian, a re-attached
+reader) appends its log to `runs/<id>/{driver,control}_log.txt` and its metrics and status to
+SQLite; a follower here reads them from where it stopped. A cursor names that place for both logs
+and the metrics (`"<driver bytes>.<control bytes>.<metric rowid>"`), so a reader that reconnects (the
+REST API, `history info --follow`) continues with each line exactly once, in order. Only whole
+lines are handed out while the run lives; the rest follows once it ends.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+
+from .history import History
+from .models import LogEvent, Metric, MetricEvent, RunEvent, RunStatus, StatusEvent
+
+POLL_SECONDS = 0.05  # how often a follower looks for news: the latency a reader in another process sees
+SOURCES = ("driver", "control")
+
+
+@dataclass(frozen=True)
+class FollowCursor:
+    """A position in a run's record: bytes of each log read, and the last metric row seen."""
+
+    driver: int = 0
+    control: int = 0
+    metric: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> FollowCursor:
+        """The cursor a follower handed out earlier ("" or None: from the start); ValueError if malformed."""
+        if not text:
+            return cls()
+        pieces = text.split(".")
+        if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
+            raise ValueError(
+                f"not a log cursor: {text!r}. Pass the `cursor` of an event received earlier "
+                f"(three whole numbers, e.g. '120.48.3'), or none to start from the beginning."
+            )
+        return cls(*(int(p) for p in pieces))
+
+    def __str__(self) -> str:
+        return f"{self.driver}.{self.control}.{self.metric}"
+
+
+class RunFollowerView:
+    """Reads one run's news since a cursor; `step()` returns the events that arrived meanwhile."""
+
+    def __init__(self, history: History, run_id: str, cursor: str | None = None) -> None:
+        self.history = history
+        self.run_id = run_id
+        self.cursor = FollowCursor.parse(cursor)
+        self.status: RunStatus | None = None
+        self.detail: str | None = None
+        history.get(run_id)  # RunNotFoundError at once for an unknown id
+
+    def step(self) -> list[RunEvent]:
+        """Everything new: a terminal status comes last, after the final log text."""
+        record = self.history.get(self.run_id)
+        final = record.status.terminal  # read before the logs: text written before the end is in them
+        events: list[RunEvent] = []
+        for source in SOURCES:
+            events += self._log_events(source, final)
+        events += self._metric_events()
+        if record.status is not self.status or record.detail != self.detail:
+            self.status, self.detail = record.status, record.detail
+            events.append(
+                StatusEvent(
+                    self.run_id,
+                    status=record.status,
+                    detail=record.error if final and record.error else record.detail,
+                    exit_code=record.exit_code,
+                )
+            )
+        return events
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None and self.status.terminal
+
+    def _log_events(self, source: str, final: bool) -> list[RunEvent]:
+        offset = getattr(self.cursor, source)
+        data = self._read(source, offset)
+        if not final:
+            data = data[: data.rfind(b"\n") + 1]  # whole lines only while the run lives
+        if not data:
+            return []
+        self.cursor = replace(self.cursor, **{source: offset + len(data)})
+        text = data.decode("utf-8", errors="replace")
+        return [LogEvent(self.run_id, text=text, source=source, cursor=str(self.cursor))]
+
+    def _read(self, source: str, offset: int) -> bytes:
+        path = self.history.run_dir(self.run_id) / f"{source}_log.txt"
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(4 * 1024 * 1024)
+        except FileNotFoundError:
+            return b""
+
+    def _metric_events(self) -> list[RunEvent]:
+        try:
+            rows = self.history.metric_rows_after(self.run_id, self.cursor.metric)
+        except sqlite3.Error:
+            return []
+        events: list[RunEvent] = []
+        for rowid, metric in rows:
+            self.cursor = replace(self.cursor, metric=rowid)
+            events.append(MetricEvent(self.run_id, metric=metric))
+        return events
+
+
+def follow(
+    history: History,
+    run_id: str,
+    cursor: str | None = None,
+    *,
+    timeout: float | None = None,
+    poll_interval: float = POLL_SECONDS,
+) -> Iterator[RunEvent]:
+    """The run's events from `cursor` on, as they happen; ends after the terminal StatusEvent (or
+    when `timeout` seconds pass). Each LogEvent's `cursor` resumes right after its text."""
+    view = RunFollowerView(history, run_id, cursor)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        yield from view.step()
+        if view.finished or (deadline is not None and time.monotonic() >= deadline):
+            return
+        time.sleep(poll_interval)
+
+
+async def follow_async(
+    history: History,
+    run_id: str,
+    cursor: str | None = None,
+    *,
+    timeout: float | None = None,
+    poll_interval: float = POLL_SECONDS,
+) -> AsyncIterator[RunEvent]:
+    """`follow` for an event loop (the server): reads run in a worker thread, waits with asyncio."""
+    import asyncio  # only servers need it; the CLI and kernels start faster without it
+
+    view = await asyncio.to_thread(RunFollowerView, history, run_id, cursor)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        for event in await asyncio.to_thread(view.step):
+            yield event
+        if view.finished or (deadline is not None and time.monotonic() >= deadline):
+            return
+        await asyncio.sleep(poll_interval)
+
+
+def wait_terminal(history: History, run_id: str, timeout: float | None = None) -> RunStatus:
+    """Block until the run is terminal (or `timeout`), looking at the record only; its status then."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = history.get(run_id).status
+        if status.terminal or (deadline is not None and time.monotonic() >= deadline):
+            return status
+        time.sleep(POLL_SECONDS)
+
+
+__all__ = ["FollowCursor", "Metric", "follow", "follow_async", "wait_terminal"]
