@@ -258,6 +258,10 @@ class Session:
                 "SecretEnv": list(sub.secret_names),
             },
         )
+        for path, reason in sub.snapshot.skipped:
+            self.history.append_log(
+                record.run_id, f"Not in the snapshot: {path} ({reason}).\n", source="control"
+            )
         spec = self._spec(sub, record.run_id, user_env)
         request = StartRequest(spec, sub.snapshot, environment, force_prepare=sub.force_prepare)
         if sub.detach:

@@ -17,6 +17,7 @@ from .errors import RunFailedError
 from .follow import wait_terminal
 from .history import RunRecord
 from .models import Metric, RunEvent, RunStatus
+from .outputs import resolve_attachment
 
 if TYPE_CHECKING:
     from .api import Session
@@ -117,11 +118,13 @@ class Run:
         """Copy collected outputs matching the glob `pattern` (relative to outputs/) into `dest`."""
         dest = Path(dest)
         copied = []
+        run_dir = self.outputs_dir.parent
         for rel in self.outputs:
             if fnmatch.fnmatch(rel, pattern):
+                source = resolve_attachment(run_dir, f"outputs/{rel}")  # never a file outside the run
                 target = dest / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(self.outputs_dir / rel, target)
+                shutil.copy2(source, target)
                 copied.append(target)
         return copied
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import AmlExecError, RunCanceledError
+from .errors import AmlExecError, AttachmentError, RunCanceledError
 from .executors.base import Executor, HandleStatus, RunHandle, RunSpec
 from .history import History
 from .models import (
@@ -301,8 +301,13 @@ class RunFollower:
     def _finish(self, handle: RunHandle, state: HandleStatus) -> None:
         self._set_status(RunStatus.FINALIZING)
         outputs_dir = self.history.run_dir(self.run_id) / "outputs"
+        collect_error: str | None = None
         try:
             files = handle.collect_outputs(outputs_dir, self._max_output_file_bytes, self._control)
+        except AttachmentError as exc:  # some files stored, the rest not (disk full, a cut archive)
+            files = list(exc.collected)
+            collect_error = f"outputs/ not fully collected: {exc}"
+            self._control(collect_error)
         except AmlExecError as exc:
             files = []
             self._control(f"Could not collect outputs/: {exc}\n")
@@ -317,13 +322,18 @@ class RunFollower:
             handle.cleanup()
         except Exception as exc:
             self._control(f"Clean-up after the run failed: {exc}\n")
-        status = state.status
+        status, error = state.status, state.error
         if self._cancel_requested.is_set() and status is not RunStatus.COMPLETED:
             status = RunStatus.CANCELED
+        if collect_error is not None and status is RunStatus.COMPLETED:
+            status, error = (
+                RunStatus.FAILED,
+                collect_error,
+            )  # the script did its part; its outputs are not all kept
         self._set_status(
             status,
             exit_code=state.exit_code,
-            error=state.error,
+            error=error,
             started_at=state.started_at,
             finished_at=state.finished_at,
         )

@@ -102,11 +102,6 @@ def next_run_works(project: Path, home: Path) -> None:
     assert "after" in run.logs() and "outputs/after.txt" in run.record.attachments
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lead: executors/local.py collect_outputs -> outputs.collect_directory, and runner._finish "
-    "recording AttachmentError (attachments = exc.collected, error = str(exc))",
-)
 def test_disk_full_while_outputs_are_collected(project: Path, small_disk: Path) -> None:
     # Given a run whose hard-linked output does not fit on the history's disk a second time
     home = small_disk / "home"

@@ -425,9 +425,6 @@ def write(root: Path, name: str, text: str) -> None:
     (root / name).write_text(textwrap.dedent(text))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs lead: LocalRunHandle.collect_outputs -> outputs.collect_directory"
-)
 def test_a_local_run_whose_outputs_link_to_a_host_folder_leaves_it_intact(
     project: Path, home: Path, tmp_path: Path
 ) -> None:
@@ -441,9 +438,6 @@ def test_a_local_run_whose_outputs_link_to_a_host_folder_leaves_it_intact(
     assert "outputs/ is a link to" in run.logs("control")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs lead: LocalRunHandle.collect_outputs -> outputs.collect_directory"
-)
 def test_a_local_run_with_a_non_utf8_output_name_completes_and_lists_it(project: Path, home: Path) -> None:
     write(
         project,

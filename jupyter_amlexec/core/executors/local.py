@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
+from ..outputs import collect_directory
 from ..processes import same_process_alive, start_ticks
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
@@ -282,27 +283,9 @@ class LocalRunHandle:
             self._process.wait()
 
     def collect_outputs(self, dest: Path, max_file_bytes: int, log: ControlLog) -> list[str]:
-        """Move the work dir's outputs/ files (the work dir is deleted next) into `dest`."""
-        source = self.work_dir / "outputs"
-        if not source.is_dir():
-            return []
-        collected = []
-        for path in sorted(source.rglob("*")):
-            if not path.is_file():
-                continue
-            rel = path.relative_to(source).as_posix()
-            size = path.stat().st_size
-            if size > max_file_bytes:
-                log(f"Not collecting outputs/{rel}: {size} bytes, over the {max_file_bytes}-byte limit.")
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(path, target)
-            except OSError:
-                shutil.copy2(path, target)
-            collected.append(rel)
-        return collected
+        """The work dir's outputs/ (deleted next) into `dest`, under core/outputs.py's rules: nothing
+        outside it is moved, deleted or read through a link."""
+        return collect_directory(self.work_dir / "outputs", dest, max_file_bytes, log)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -240,13 +240,13 @@ class RemoteRunHandle:
         conn = self.executor.connection(self.project_root)
         try:
             with open(spool, "wb") as out:
-                got = BlobSync(conn, self.root).pull_folder(
+                got = BlobSync(conn, self.root).pull_entry(
                     f"{self.root}/runs/{self.run_id}/work/outputs", out
                 )
             if got is None:
                 return []
             with open(spool, "rb") as archive:
-                return collect_tar(archive, ".", dest, max_file_bytes, log)
+                return collect_tar(archive, "outputs", dest, max_file_bytes, log)
         finally:
             spool.unlink(missing_ok=True)
 

@@ -157,6 +157,24 @@ class BlobSync:
 
     # --- the way back -----------------------------------------------------------------------
 
+    def pull_entry(self, path: str, sink: Sink, *, timeout: float = 600.0) -> int | None:
+        """Stream one entry of the host (a run's `outputs`) as a tar whose members start with its
+        name, taken from its parent folder: when the entry is a link, the link itself arrives (and a
+        safe extractor skips it), never the folder it points to. None when nothing is there."""
+        parent, _, name = path.rstrip("/").rpartition("/")
+        counted = _Counting(sink)
+        where = host_path(parent or "/")
+        script = f"cd {where} || exit 3; [ -e {shlex.quote(name)} ] || [ -L {shlex.quote(name)} ] || exit 3; exec tar -c -f - {shlex.quote(name)}"
+        result = self.conn.run(["sh", "-c", script], stdout=counted.write, timeout=timeout)
+        if result.exit_code == 3 and counted.count == 0:
+            return None
+        if result.exit_code != 0:
+            raise TargetUnavailableError(
+                f"Reading {path} from {self.conn.endpoint.describe()} failed: "
+                f"{result.stderr.decode('utf-8', 'replace').strip() or 'exit ' + str(result.exit_code)}."
+            )
+        return counted.count
+
     def pull_folder(self, folder: str, sink: Sink, *, timeout: float = 600.0) -> int | None:
         """Stream `folder` of the host as an uncompressed tar (members relative to it) into `sink`.
 

@@ -177,3 +177,13 @@ def test_a_killed_submitter_loses_nothing(project: Path, ssh_hosts: SshHosts, ss
         time.sleep(0.1)
     assert row[0] == "Completed"
     assert _lines(session.history.read_log(run_id)) == list(range(20))
+
+
+def test_outputs_that_link_to_a_host_folder_bring_nothing_back(
+    project: Path, ssh_hosts: SshHosts, ssh_home: Path
+) -> None:
+    session = _attach(project, ssh_hosts)
+    (project / "link.py").write_text("import os\nos.symlink('/etc', 'outputs')\nprint('linked')\n")
+    run = session.submit(script="link.py", run_configuration="vm").wait()
+    assert run.outputs == []
+    assert "outputs" in run.logs("control") and "link" in run.logs("control")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import tarfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ...models import RunStatus
+from ...outputs import collect_tar
 from ..base import ControlLog, HandleStatus, LogChunk, LogCursor, read_log_chunk
 from .container import WORKDIR
 from .engine import (
@@ -160,7 +160,7 @@ class DockerRunHandle:
             if not call_with_retry(lambda: self._download_outputs(spool), self.outage, "collect outputs/"):
                 return []
             with open(spool, "rb") as stream:
-                return collect_tar(stream, "outputs/", dest, max_file_bytes, log)
+                return collect_tar(stream, "outputs", dest, max_file_bytes, log)
         finally:
             spool.unlink(missing_ok=True)
 
@@ -276,34 +276,3 @@ def _size_text(size: int) -> str:
         if size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size} bytes"
-
-
-def collect_tar(stream: BinaryIO, strip: str, dest: Path, max_file_bytes: int, log: ControlLog) -> list[str]:
-    """Unpack the regular files of a tar stream whose names start with `strip` into `dest`; links,
-    unsafe names and files over `max_file_bytes` are skipped and named through `log`. The names
-    collected, relative to `dest`, sorted."""
-    collected = []
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        for member in tar:
-            rel = member.name[len(strip) :] if member.name.startswith(strip) else ""
-            if not rel or member.isdir():
-                continue
-            if not member.isfile() or rel.startswith("/") or ".." in Path(rel).parts:
-                log(f"Not collecting {member.name}: not a regular file inside outputs/.\n")
-                continue
-            if member.size > max_file_bytes:
-                log(
-                    f"Not collecting {member.name}: {member.size} bytes, over the {max_file_bytes}-byte "
-                    f"limit (MaxOutputFileSizeMB in the run configuration).\n"
-                )
-                continue
-            source = tar.extractfile(member)
-            if source is None:
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                while chunk := source.read(1024 * 1024):
-                    out.write(chunk)
-            collected.append(rel)
-    return sorted(collected)
