@@ -12,6 +12,7 @@ TransportError, make a new client on a new connection.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ..errors import TargetUnavailableError
@@ -49,6 +50,44 @@ def check_docker(conn: SshConnection, *, timeout: float = 30.0) -> str:
     )
 
 
+SESSIONS_PER_CONNECTION = 8  # sshd allows 10 sessions per connection by default (MaxSessions)
+
+
+class ChannelBudget:
+    """SSH connections to one host for docker-py's channels, each kept under sshd's MaxSessions:
+    a build streams its log while the follower waits, inspects and copies; one connection would run
+    out of sessions ("no more sessions" on the host) on a stock sshd."""
+
+    def __init__(self, first: SshConnection, per_connection: int = SESSIONS_PER_CONNECTION) -> None:
+        self.connections = [first]
+        self.per_connection = per_connection
+        self._lock = threading.Lock()
+
+    def transport(self) -> Any:
+        """A live transport with a free session, on a new connection when all are busy."""
+        with self._lock:
+            for conn in self.connections:
+                if conn.is_active and _open_channels(conn.transport) < self.per_connection:
+                    return conn.transport
+            fresh = SshConnection(self.connections[0].endpoint).connect()
+            self.connections = [c for c in self.connections if c.is_active] + [fresh]
+            return fresh.transport
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self.connections[1:]:
+                conn.close()
+            self.connections = self.connections[:1]
+
+
+def _open_channels(transport: Any) -> int:
+    channels = getattr(transport, "_channels", None)
+    try:
+        return len(channels.values()) if channels is not None else 0
+    except Exception:  # noqa: BLE001 - paramiko internals: assume busy rather than fail
+        return SESSIONS_PER_CONNECTION
+
+
 def docker_client(conn: SshConnection, *, timeout: int = 60) -> Any:
     """A docker-py DockerClient for the engine of `conn`'s host, its HTTP over our SSH transport.
 
@@ -59,10 +98,17 @@ def docker_client(conn: SshConnection, *, timeout: int = 60) -> Any:
     from docker.transport.sshconn import SSHHTTPAdapter
 
     version = check_docker(conn)
+    budget = ChannelBudget(conn)
+
+    class _Sessions:  # what docker-py's SSHConnection asks of a transport: a new session channel
+        def open_session(self, *args: Any, **kwargs: Any) -> Any:
+            return budget.transport().open_session(*args, **kwargs)
+
+    sessions = _Sessions()
 
     class _OurTransport:  # all SSHConnectionPool asks of a paramiko.SSHClient
         def get_transport(self) -> Any:
-            return conn.transport
+            return sessions
 
         def close(self) -> None:
             """The connection is ours: docker-py does not close it."""

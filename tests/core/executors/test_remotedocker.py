@@ -89,8 +89,9 @@ def test_cancel_removes_the_container_on_the_remote_engine(
         cell="import time\nprint('started', flush=True)\ntime.sleep(300)\n", run_configuration="gpuvm"
     )
     deadline = time.monotonic() + 300
-    while "started" not in run.logs() and time.monotonic() < deadline:
+    while "started" not in run.logs() and not run.done and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert "started" in run.logs(), run.logs("control")
     container = str(run.record.handle["container_id"])  # type: ignore[index]
     run.cancel()
     run.wait(raise_on_failure=False)
