@@ -1,0 +1,81 @@
+"""`%aml_runs` (the history: a live dashboard or a table) and `%aml_run VERB ID` (one run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from ..core.errors import ConfigError
+from .awaiting import in_kernel
+from .text import ComparisonView, print_now, show_table
+
+
+def runs_view(session: Any, opts: Any) -> Any:
+    """The dashboard in a kernel (unless --table), else a table of the latest runs."""
+    filters = {
+        "experiment": opts.experiment,
+        "target": opts.target,
+        "status": opts.status,
+        "script": opts.script,
+    }
+    try:
+        if not opts.table and in_kernel():
+            try:
+                from ..widgets.dashboard import RunsDashboard
+            except ImportError:
+                pass
+            else:
+                return RunsDashboard(
+                    session.history, project=session.project.name, page_size=opts.limit, **filters
+                )
+        records = session.runs(limit=opts.limit, **filters)
+    except ValueError as exc:  # an unknown status, named with the valid ones
+        raise UsageError(str(exc)) from exc
+    from ..display import runs_table
+
+    show_table(*runs_table(records))
+    return None
+
+
+def run_command(session: Any, opts: Any) -> Any:
+    """One verb on one run (compare: on 2-5); config errors become UsageError with the fix."""
+    try:
+        if opts.verb == "compare":
+            return ComparisonView(session.compare(opts.run_ids))
+        if len(opts.run_ids) != 1:
+            raise UsageError(f"%aml_run {opts.verb} takes one run id.")
+        run = session.run(opts.run_ids[0])
+        if opts.verb == "show":
+            return run
+        if opts.verb == "logs":
+            print_logs(session, run, control=opts.control)
+        elif opts.verb == "cancel":
+            run.cancel()
+            run.wait(timeout=30, raise_on_failure=False)
+            print(f"Run {run.id}: {run.status.value}")
+        elif opts.verb == "download":
+            for path in run.download_outputs(opts.dest or f"outputs-{run.id}", opts.pattern):
+                print(path)
+        elif opts.verb == "restore":
+            if not opts.dest:
+                raise UsageError("%aml_run restore ID -d DIR: say where to write the snapshot.")
+            files = session.restore(run.id, Path(opts.dest), overwrite=opts.overwrite)
+            print(f"Restored {len(files)} file(s) into {opts.dest}")
+    except ConfigError as exc:
+        raise UsageError(exc.explained()) from exc
+    return None
+
+
+def print_logs(session: Any, run: Any, *, control: bool) -> None:
+    """A finished run's log; a live one's followed to its end (interrupt stops following only)."""
+    if run.done:
+        print(run.logs("control" if control else "driver"), end="")
+        return
+    from ..textfollow import TextFollower
+
+    try:
+        TextFollower(print_now, show_control=control).run(session.history, run.id)
+    except KeyboardInterrupt:
+        print(f"\nStopped following; run {run.id} goes on.", flush=True)
