@@ -33,8 +33,9 @@ def _print_json(doc: Any) -> None:
 # --- computetarget -------------------------------------------------------------------------------------
 
 
-def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
-    target, rc = session.project.attach_target(
+def attach_from_options(project: Any, a: argparse.Namespace) -> tuple[Any, Any]:
+    """Attach a target from parsed flags; the CLI and `%aml_target attach` name them alike."""
+    target, rc = project.attach_target(
         a.name,
         a.type,
         address=a.address,
@@ -46,6 +47,11 @@ def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
         force=a.force,
         network_mode=a.network_mode,
     )
+    return target, rc
+
+
+def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
+    target, rc = attach_from_options(session.project, a)
     print(
         f"Attached '{target.name}' ({target.type}): wrote aml_config/{target.name}.compute and aml_config/{rc.name}.runconfig"
     )
@@ -79,8 +85,9 @@ def cmd_target_detach(session: Session, a: argparse.Namespace) -> int:
 # --- runconfiguration -----------------------------------------------------------------------------------
 
 
-def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
-    rc = session.project.create_run_configuration(
+def create_rc_from_options(project: Any, a: argparse.Namespace) -> None:
+    """Write a run configuration from parsed flags (the CLI's and `%aml_runconfig create`'s) and say so."""
+    rc = project.create_run_configuration(
         a.name,
         a.target,
         framework=a.framework,
@@ -88,6 +95,10 @@ def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
         force=a.force,
     )
     print(f"wrote aml_config/{rc.name}.runconfig (target {rc.target})")
+
+
+def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
+    create_rc_from_options(session.project, a)
     return 0
 
 

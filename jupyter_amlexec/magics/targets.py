@@ -86,19 +86,9 @@ def _target_list(session: Any, rest: str) -> None:
 
 
 def _target_attach(session: Any, rest: str) -> None:
-    opts = parse(target_attach_flags, rest)
-    target, rc = session.project.attach_target(
-        opts.name,
-        opts.type,
-        address=opts.address,
-        username=opts.username,
-        key_file=opts.key,
-        password_env=opts.password_env,
-        base_docker_image=opts.base_image,
-        python_location=opts.python,
-        force=opts.force,
-        network_mode=opts.network_mode,
-    )
+    from ..cli import attach_from_options  # the flags are the CLI's; imported when used
+
+    target, rc = attach_from_options(session.project, parse(target_attach_flags, rest))
     print(
         f"Attached '{target.name}' ({target.type}): aml_config/{target.name}.compute, aml_config/{rc.name}.runconfig"
     )
@@ -162,14 +152,6 @@ def runconfig_command(session: Any, line: str) -> None:
 
 
 def _runconfig_create(project: Any, rest: str) -> None:
-    from ..core.api import parse_env_assignments
+    from ..cli import create_rc_from_options  # the flags are the CLI's; imported when used
 
-    opts = parse(runconfig_create_flags, rest)
-    rc = project.create_run_configuration(
-        opts.name,
-        opts.target,
-        framework=opts.framework,
-        environment_variables=parse_env_assignments(opts.env),
-        force=opts.force,
-    )
-    print(f"wrote aml_config/{rc.name}.runconfig (target {rc.target})")
+    create_rc_from_options(project, parse(runconfig_create_flags, rest))
