@@ -20,7 +20,7 @@ from .core.api import Session, parse_env_assignments
 from .core.errors import AmlExecError, ConfigError, Hint, set_hint_renderer
 from .core.models import RunStatus
 from .core.project import TargetType
-from .display import compare_table, record_rows, runs_table, targets_table, text_table
+from .display import compare_table, prepared_text, record_rows, runs_table, targets_table, text_table
 from .textfollow import TextFollower
 
 EXIT_USAGE = 2
@@ -177,10 +177,7 @@ def cmd_prepare(session: Session, a: argparse.Namespace) -> int:
     prepared = session.prepare(
         a.run_configuration, target=a.target, force=a.force, log=lambda t: print(t, end="", flush=True)
     )
-    print(
-        f"Environment {prepared.env_hash[:12]} {'built' if prepared.built else 'ready (cached)'}"
-        + (f": {prepared.image}" if prepared.image else "")
-    )
+    print(prepared_text(prepared))
     return 0
 
 

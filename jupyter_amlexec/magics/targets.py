@@ -111,10 +111,11 @@ def _target_use(session: Any, rest: str) -> None:
 
 
 def _target_prepare(session: Any, rest: str) -> None:
+    from ..display import prepared_text
+
     opts = parse(target_prepare_flags, rest)
     prepared = session.prepare(opts.name, force=opts.force, log=lambda t: print(t, end="", flush=True))
-    state = "built" if prepared.built else "ready (cached, nothing built)"
-    print(f"Environment {prepared.env_hash[:12]} {state}" + (f": {prepared.image}" if prepared.image else ""))
+    print(prepared_text(prepared))
 
 
 def _target_init(session: Any, rest: str) -> None:
