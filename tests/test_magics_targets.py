@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 
 def run_cells(cells: list[str], workdir: Path, timeout: int = 180) -> list[str]:
     """Execute the cells in a real kernel, errors allowed; per cell, everything it showed as text:
-    stdout, stderr, text/plain and text/html data, and errors as `Name: message`."""
+    stdout, stderr, text/plain and text/html data, `[widget]` for a widget, errors as `Name: message`."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     NotebookClient(
@@ -32,6 +32,8 @@ def _text(outputs: list[nbformat.NotebookNode]) -> str:
             parts.append(f"{out.ename}: {out.evalue}")
         else:
             data = out.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                parts.append("[widget]")
             parts.extend(str(data[k]) for k in ("text/plain", "text/html") if k in data)
     return "".join(parts)
 
