@@ -56,8 +56,7 @@ def run_command(session: Any, opts: Any) -> Any:
             run.wait(timeout=30, raise_on_failure=False)
             print(f"Run {run.id}: {run.status.value}")
         elif opts.verb == "download":
-            for path in run.download_outputs(opts.dest or f"outputs-{run.id}", opts.pattern):
-                print(path)
+            _download(run, opts.dest or f"outputs-{run.id}", opts.pattern)
         elif opts.verb == "restore":
             if not opts.dest:
                 raise UsageError("%aml_run restore ID -d DIR: say where to write the snapshot.")
@@ -66,6 +65,15 @@ def run_command(session: Any, opts: Any) -> Any:
     except ConfigError as exc:
         raise UsageError(exc.explained()) from exc
     return None
+
+
+def _download(run: Any, dest: str, pattern: str) -> None:
+    """Copy the matching outputs and list them; say so when none matched (not a silent cell)."""
+    files = run.download_outputs(dest, pattern)
+    for path in files:
+        print(path)
+    if not files:
+        print(f"No outputs of {run.id} match {pattern!r}; it has: {', '.join(run.outputs) or 'none'}.")
 
 
 def print_logs(session: Any, run: Any, *, control: bool) -> None:

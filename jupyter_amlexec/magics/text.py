@@ -3,9 +3,10 @@ tables (HTML in a kernel, text in a terminal) and the comparison view."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
-from IPython.core.magic_arguments import parse_argstring
+from IPython.core.error import UsageError
 from IPython.display import HTML, display
 
 from .awaiting import in_kernel
@@ -30,8 +31,14 @@ def strip_comment(line: str) -> str:
 
 
 def parse(magic: Any, line: str) -> Any:
-    """Parse a magic line (comment stripped) with the flags declared on `magic`."""
-    return parse_argstring(magic, strip_comment(line))
+    """Parse a magic line (comment stripped) with the flags declared on `magic`, split as a shell
+    would: `--pattern '*.png'` and `train.py 'a b'` lose their quotes (IPython's own splitting keeps
+    them, so a quoted glob matched nothing and a script got its arguments with the quotes)."""
+    try:
+        argv = shlex.split(strip_comment(line))
+    except ValueError as exc:  # an unbalanced quote
+        raise UsageError(f"Cannot read {line.strip()!r}: {exc}.") from exc
+    return magic.parser.parse_args(argv)
 
 
 _MAGIC_HINTS = {
