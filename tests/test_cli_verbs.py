@@ -128,3 +128,19 @@ def test_info_reads_only_the_runs_own_files(project: Path, home: Path) -> None:
         assert (
             result.stdout == "" and f"has no artifact '{name}'" in result.stderr and "a.txt" in result.stderr
         )
+
+
+def test_submit_flags_target_and_env_reach_the_run(project: Path, home: Path) -> None:
+    # Given a second local target and a script that prints what it was given
+    amlexec(project, "computetarget", "attach", "local", "-n", "mine", check=True)
+    (project / "show.py").write_text("import os, sys\nprint('got', os.environ['MODE'], sys.argv[1:])\n")
+    # When it is submitted with -t, --env and arguments that look like flags
+    result = amlexec(
+        project, "experiment", "submit", "-t", "mine", "--env", "MODE=fast", "show.py", "--lr", "0.1"
+    )
+    # Then the script saw them and the record says where it ran
+    assert result.returncode == 0 and "got fast ['--lr', '0.1']" in result.stdout
+    record = json.loads(amlexec(project, "history", "last", "-o", "json", check=True).stdout)
+    assert (record["target"], record["arguments"]) == ("mine", ["--lr", "0.1"])
+    bad = amlexec(project, "experiment", "submit", "--env", "NOEQUALS", "show.py")
+    assert bad.returncode == 2 and "--env takes NAME=VALUE" in bad.stderr
