@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import RunComparison, compare_runs
-from .environment import load_environment
+from .environment import load_environment, normalised_spark, spark_submit_args
 from .errors import ConfigError, SnapshotError
 from .executors import create_executor
 from .executors.base import Executor, PreparedEnv, RunSpec
@@ -116,6 +116,8 @@ def parse_env_assignments(pairs: Sequence[str] | None) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise ConfigError(f"--env takes NAME=VALUE, got {pair!r}.")
+        if "\x00" in pair:
+            raise ConfigError(f"--env {pair!r}: a NUL character cannot be passed to a process; remove it.")
         env[name] = value
     return env
 
@@ -290,7 +292,18 @@ class Session:
             max_output_file_bytes=int(sub.rc.max_output_file_mb * 1024 * 1024),
             secrets=secret_values(user_env, sub.secret_names),
             scrub_variables=self._target_secret_variables(),
+            spark_arguments=self._spark_arguments(sub.rc),
         )
+
+    def _spark_arguments(self, rc: RunConfiguration) -> tuple[str, ...]:
+        """spark-submit options from the run's spark_dependencies.yml (PySpark runs only)."""
+        if Framework.of(rc.framework) is not Framework.PYSPARK:
+            return ()
+        spark = self.project.spark_dependencies(rc)
+        if not spark:
+            return ()
+        path = self.project.dependency_path(rc.spark_dependencies_file)
+        return tuple(spark_submit_args(normalised_spark(spark, path=path)))
 
     def _target_secret_variables(self) -> tuple[str, ...]:
         """Variables that hold our targets' passwords: never inherited by a run's environment."""

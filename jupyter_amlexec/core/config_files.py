@@ -7,6 +7,7 @@ leaves a half-written config.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -73,21 +74,70 @@ def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one rename; on any failure the old file is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class ConfigWriteError(ConfigError, OSError):
+    """A file of aml_config/ cannot be written (read-only folder, full disk, a folder in the way).
+
+    Also an OSError (with its errno), so code that handled the raw error still does.
+    """
+
+    def __init__(self, path: Path, exc: OSError, *, action: str = "write") -> None:
+        folder = path.parent
+        reason = exc.strerror or type(exc).__name__
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = (
+                f"Make {folder} writable (check its permissions, `lsattr -d` for the immutable flag, and "
+                f"whether its file system is mounted read-only), or work on a copy of the project."
+            )
+        elif exc.errno == errno.ENOSPC:
+            fix = f"Free some space on the disk holding {folder}."
+        else:
+            fix = f"Remove what is in the way of {path.name} in {folder}, or fix the folder."
+        ConfigError.__init__(self, f"cannot {action} {path.name}: {reason}. {fix}", file=path)
+        self.errno = exc.errno
+        self.strerror = exc.strerror
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)  # our message, not OSError's "[Errno 30] ..."
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Replace `path` with `text` in one rename; on any failure the old file is untouched and no
+    temp file is left. An OSError becomes a ConfigWriteError naming the file, the folder and the fix."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigWriteError(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ConfigWriteError(path, exc) from exc
         raise
 
 
 def dump_yaml(doc: Mapping[str, Any], *, sort_keys: bool = True) -> str:
-    return yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=True)
+    """YAML text that reads back as `doc`. Readable Unicode where that is exact; where it is not (a
+    NEL or line separator inside a value reads back as a space) every non-ASCII character is escaped."""
+    text = yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=True)
+    if _same_data(yaml.load(text, Loader=_SafeLoader), dict(doc)):
+        return text
+    return yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=False)
+
+
+def _same_data(a: object, b: object) -> bool:
+    """Equality of parsed YAML data, where NaN equals NaN and a tuple equals a list."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_data(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_data(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def dump_json(doc: Mapping[str, Any]) -> str:

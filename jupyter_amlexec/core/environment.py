@@ -1,7 +1,8 @@
 """From a run configuration's dependency files to an EnvironmentSpec (whose hash names the image).
 
 conda_dependencies.yml is the spec. Where no conda exists in the target image, the python version +
-the `pip:` section are realised in a venv; `pip_only_supported` names what that cannot install.
+the `pip:` section are realised in a venv, and the conda packages go through `pip_requirements`
+(conda_pip.py: PyPI names, pip version syntax; what only conda has is named, not guessed).
 spark_dependencies.yml counts only for Framework: PySpark, and becomes spark-submit options.
 """
 
@@ -10,11 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .models import EnvironmentSpec
 from .project import Project, RunConfiguration
+
+if TYPE_CHECKING:
+    from .conda_pip import CondaAsPip
 
 # `python=3.11`, `python==3.11.4`, `python>=3.8`, `python 3.9.*`, `python~=3.10` (conda or pip style)
 _PYTHON_SPEC = re.compile(r"^python\s*(?:==|=|>=|~=|\s)\s*(\d+)(?:\.(\d+))?")
@@ -66,36 +70,7 @@ def environment_from(
     channels: list[str] = []
     where = root / conda_file if root is not None and conda_file else None
     if conda:
-        deps = conda.get("dependencies") or []
-        if not isinstance(deps, list):
-            raise ConfigError(
-                f"bad value {deps!r}; allowed: a list of package specs (python=3.11, numpy, - pip: [...]).",
-                file=where,
-                key="dependencies",
-            )
-        for dep in deps:
-            if isinstance(dep, dict) and "pip" in dep:
-                pip = dep.get("pip") or []
-                if not isinstance(pip, list):
-                    raise ConfigError(
-                        f"bad value {pip!r}; allowed: a list of pip requirements.", file=where, key="pip"
-                    )
-                pip_packages.extend(_normalised_spec(str(p)) for p in pip if p is not None)
-            elif isinstance(dep, (str, int, float)) and not isinstance(dep, bool):
-                spec = _normalised_spec(str(dep))
-                name = package_name(spec)
-                match = _PYTHON_SPEC.match(spec.split("::", 1)[-1])
-                if name == "python":
-                    if match:
-                        python_version = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
-                elif name != "pip":
-                    conda_packages.append(spec)
-            elif dep is not None:
-                raise ConfigError(
-                    f"bad dependency {dep!r}; allowed: a conda spec such as numpy=1.26, or `- pip:` with a list.",
-                    file=where,
-                    key="dependencies",
-                )
+        python_version, conda_packages, pip_packages = _conda_dependencies(conda.get("dependencies"), where)
         raw_channels = conda.get("channels") or []
         if not isinstance(raw_channels, list):
             raise ConfigError(
@@ -118,6 +93,45 @@ def environment_from(
     )
 
 
+def _conda_dependencies(deps: object, where: Path | None) -> tuple[str | None, list[str], list[str]]:
+    """`dependencies:` -> (python version, conda specs but python/pip, the `pip:` section)."""
+    python_version: str | None = None
+    conda_packages: list[str] = []
+    pip_packages: list[str] = []
+    if not isinstance(deps, list):
+        if not deps:
+            return None, [], []
+        raise ConfigError(
+            f"bad value {deps!r}; allowed: a list of package specs (python=3.11, numpy, - pip: [...]).",
+            file=where,
+            key="dependencies",
+        )
+    for dep in deps:
+        if isinstance(dep, dict) and "pip" in dep:
+            pip = dep.get("pip") or []
+            if not isinstance(pip, list):
+                raise ConfigError(
+                    f"bad value {pip!r}; allowed: a list of pip requirements.", file=where, key="pip"
+                )
+            pip_packages.extend(_normalised_spec(str(p)) for p in pip if p is not None)
+        elif isinstance(dep, (str, int, float)) and not isinstance(dep, bool):
+            spec = _normalised_spec(str(dep))
+            name = package_name(spec)
+            match = _PYTHON_SPEC.match(spec.split("::", 1)[-1])
+            if name == "python":
+                if match:
+                    python_version = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+            elif name != "pip":
+                conda_packages.append(spec)
+        elif dep is not None:
+            raise ConfigError(
+                f"bad dependency {dep!r}; allowed: a conda spec such as numpy=1.26, or `- pip:` with a list.",
+                file=where,
+                key="dependencies",
+            )
+    return python_version, conda_packages, pip_packages
+
+
 def pip_only_supported(spec: EnvironmentSpec) -> list[str]:
     """The conda packages a venv + pip cannot provide (every conda spec but python and pip): what a
     target without conda must refuse, naming them."""
@@ -125,6 +139,34 @@ def pip_only_supported(spec: EnvironmentSpec) -> list[str]:
 
 
 conda_only_packages = pip_only_supported  # the name the docker builder uses
+
+
+def pip_requirements(spec: EnvironmentSpec) -> CondaAsPip:
+    """What a venv build over an image without conda installs: the conda packages translated for pip
+    (`conda_as_pip`), then the `pip:` section as written.
+
+    Contract for the build recipe: write `requirements` to requirements.txt; print every `notes` line
+    into the build log (what was renamed or dropped); when `conda_only` is not empty, refuse the
+    build before installing anything, naming those specs and the conda file (or use conda when the
+    image has it). `python`/`pip` specs are not in it: the recipe checks the python version itself.
+    """
+    from .conda_pip import CondaAsPip, conda_as_pip  # only builds without conda need it: not on every submit
+
+    translated = conda_as_pip(spec.conda_packages)
+    return CondaAsPip(
+        requirements=translated.requirements + spec.pip_packages,
+        notes=translated.notes,
+        conda_only=translated.conda_only,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """`CondaAsPip` and `conda_as_pip` are importable from here too, loaded when first asked for."""
+    if name in ("CondaAsPip", "conda_as_pip"):
+        from . import conda_pip
+
+        return getattr(conda_pip, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _spark_value(value: object) -> str:

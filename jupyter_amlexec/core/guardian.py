@@ -20,6 +20,7 @@ goes away by itself when its runs are done. See docs/contracts.md, "Self-finishi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -29,23 +30,34 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from .runner import StartRequest
+if TYPE_CHECKING:
+    from .runner import StartRequest
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!I")
+_HEADER = struct.Struct("!II")  # sizes of the JSON head and of the pickled start request
 
 
 @dataclass(frozen=True)
 class Message:
-    """One instruction from a parent to its guardian."""
+    """One instruction from a parent to its guardian. The start request stays pickled until the
+    guardian needs it, so a guardian that is never needed imports next to nothing (it costs one
+    bare interpreter start per submitting process)."""
 
     kind: str  # "watch" | "follow"
     home: str
     run_id: str
-    request: StartRequest
+    request_pickle: bytes
+
+    def request(self) -> StartRequest:
+        from .runner import StartRequest
+
+        request = pickle.loads(self.request_pickle)
+        if not isinstance(request, StartRequest):
+            raise TypeError(f"run {self.run_id}: not a start request but a {type(request).__name__}")
+        return request
 
 
 class GuardianLink:
@@ -66,18 +78,19 @@ class GuardianLink:
 
     def watch(self, home: Path, run_id: str, request: StartRequest) -> int:
         """Tell the guardian about a run this process follows; returns the guardian's pid."""
-        return self._send(Message("watch", str(home), run_id, request))
+        return self._send("watch", home, run_id, request)
 
     def hand_over(self, home: Path, run_id: str, request: StartRequest) -> int:
         """Give the run to the guardian to drive from now on; returns the guardian's pid."""
-        return self._send(Message("follow", str(home), run_id, request))
+        return self._send("follow", home, run_id, request)
 
-    def _send(self, message: Message) -> int:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    def _send(self, kind: str, home: Path, run_id: str, request: StartRequest) -> int:
+        head = json.dumps({"kind": kind, "home": str(home), "run_id": run_id}).encode()
+        body = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            process = self._ensure(Path(message.home))
+            process = self._ensure(home)
             assert process.stdin is not None
-            process.stdin.write(_HEADER.pack(len(data)) + data)
+            process.stdin.write(_HEADER.pack(len(head), len(body)) + head + body)
             process.stdin.flush()
             return process.pid
 
@@ -102,53 +115,52 @@ LINK = GuardianLink()
 """This process's guardian (started on the first submit)."""
 
 
-def _read_messages(stream: BinaryIO) -> list[Message] | None:
-    """The next message from the pipe as a one-item list, or None at end-of-file (the parent is gone)."""
+def _read_message(stream: BinaryIO) -> Message | None:
+    """The next message from the pipe, or None at end-of-file (the parent is gone)."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
-    (size,) = _HEADER.unpack(header)
-    body = stream.read(size)
-    if len(body) < size:
+    head_size, body_size = _HEADER.unpack(header)
+    head, body = stream.read(head_size), stream.read(body_size)
+    if len(head) < head_size or len(body) < body_size:
         return None
-    message = pickle.loads(body)
-    if not isinstance(message, Message):
-        log.error("ignoring a message of type %s", type(message).__name__)
-        return []
-    return [message]
+    fields = json.loads(head)
+    return Message(str(fields["kind"]), str(fields["home"]), str(fields["run_id"]), body)
 
 
 class Guardian:
     """The guardian process's state: the runs it watches and the followers it drives."""
 
     def __init__(self) -> None:
-        self.watched: dict[tuple[str, str], StartRequest] = {}
+        self.watched: list[Message] = []
         self.followers: list[object] = []
 
     def receive(self, message: Message) -> None:
         if message.kind == "follow":
-            self.drive(message.home, message.run_id, message.request)
+            self.drive(message)
         else:
-            self.watched[(message.home, message.run_id)] = message.request
+            self.watched.append(message)
 
     def take_over_watched(self) -> None:
         """The parent is gone: drive every watched run that has not ended."""
-        for (home, run_id), request in self.watched.items():
+        for message in self.watched:
             try:
-                self.drive(home, run_id, request)
+                self.drive(message)
             except Exception:
-                log.exception("could not take over run %s", run_id)
+                log.exception("could not take over run %s", message.run_id)
 
-    def drive(self, home: str, run_id: str, request: StartRequest) -> None:
+    def drive(self, message: Message) -> None:
         """Follow a run to its end: re-attach to started work, or start it from the request."""
         from .executors import create_executor
         from .history import History
         from .runner import FOLLOWERS, RunFollower
 
+        home, run_id = message.home, message.run_id
         history = History(Path(home))
         record = history.get(run_id)
         if record.status.terminal or not history.claim_follower(run_id, os.getpid()):
             return  # ended, or a live process (a reader that re-attached) follows it already
+        request = message.request()
         executor = create_executor(request.spec.target, Path(home))
         if record.handle is not None:
             follower = RunFollower(
@@ -182,12 +194,11 @@ def main(argv: list[str]) -> int:
     parent = int(argv[1]) if len(argv) > 1 else os.getppid()
     guardian = Guardian()
     stream = sys.stdin.buffer
-    while (messages := _read_messages(stream)) is not None:
-        for message in messages:
-            try:
-                guardian.receive(message)
-            except Exception:
-                log.exception("could not handle %s of run %s", message.kind, message.run_id)
+    while (message := _read_message(stream)) is not None:
+        try:
+            guardian.receive(message)
+        except Exception:
+            log.exception("could not handle %s of run %s", message.kind, message.run_id)
     log.info("parent %d is gone; taking over its unfinished runs", parent)
     guardian.take_over_watched()
     guardian.wait()
@@ -195,8 +206,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: unpickled messages are instances of
-    # jupyter_amlexec.core.guardian.Message, which is not this file's __main__.Message.
+    # Run the imported module's main, not this __main__ copy, so there is one Message class.
     from jupyter_amlexec.core.guardian import main as _main
 
     sys.exit(_main(sys.argv))

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TargetUnavailableError
+from ..errors import ConfigError, TargetUnavailableError
 from ..models import EnvironmentSpec, RunStatus
 from ..processes import same_process_alive, start_ticks
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
 from .base import ControlLog, HandleStatus, LogChunk, LogCursor, PreparedEnv, RunSpec, read_log_chunk
-from .commands import build_command
+from .commands import Framework, SparkOptions, build_command
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,17 @@ class LocalSettings:
 
     python_location: str | None = None  # pythonLocation; None: the interpreter jupyter_amlexec runs in
     native_shared_directory: str | None = None
+    spark_submit: str = "spark-submit"  # sparkSubmitLocation, for Framework: PySpark
+    spark_master: str = "local[*]"  # sparkMaster
 
     @classmethod
     def of(cls, target: ComputeTarget) -> LocalSettings:
-        return cls(target.python_location, target.native_shared_directory)
+        return cls(
+            target.python_location,
+            target.native_shared_directory,
+            os.path.expanduser(target.spark_submit_location or "spark-submit"),
+            target.spark_master or "local[*]",
+        )
 
 
 class LocalExecutor:
@@ -57,6 +64,7 @@ class LocalExecutor:
         self.target = target
         self.settings = LocalSettings.of(target)
         self.home = home
+        self.interpreter()  # a pythonLocation that does not exist is refused before a run is recorded
 
     def interpreter(self) -> str:
         if not self.settings.python_location:
@@ -64,10 +72,11 @@ class LocalExecutor:
         location = os.path.expanduser(self.settings.python_location)
         found = shutil.which(location)
         if found is None:
-            raise TargetUnavailableError(
-                f"Target '{self.target.name}': the interpreter {location!r} (pythonLocation in "
-                f"aml_config/{self.target.name}.compute) was not found. Set pythonLocation to a Python "
-                f"on this machine, or remove it to use {sys.executable}."
+            raise ConfigError(
+                f"the interpreter {location!r} of target '{self.target.name}' was not found. Set "
+                f"pythonLocation to a Python on this machine, or remove it to use {sys.executable}.",
+                file=Path("aml_config") / f"{self.target.name}.compute",
+                key="pythonLocation",
             )
         return found
 
@@ -93,7 +102,19 @@ class LocalExecutor:
         python = run.prepared.python if run.prepared and run.prepared.python else self.interpreter()
         env = self._environment(run, work)
         raw_log, exit_file = private / "raw.log", private / "exit_code"
-        command = build_command(run.framework, python, run.entry_script, run.arguments)
+        spark = SparkOptions(
+            master=self.settings.spark_master,
+            submit=self.settings.spark_submit,
+            arguments=run.spark_arguments,
+            python=python,
+        )
+        if run.framework is Framework.PYSPARK and shutil.which(spark.submit) is None:
+            raise TargetUnavailableError(
+                f"Framework PySpark runs through spark-submit, and {spark.submit!r} was not found. Set "
+                f"sparkSubmitLocation in aml_config/{self.target.name}.compute to your spark-submit (pip "
+                f"install pyspark provides one), or set Framework: Python in the run configuration."
+            )
+        command = build_command(run.framework, python, run.entry_script, run.arguments, spark)
         argv = ["/bin/sh", "-c", WRAPPER, "sh", str(exit_file), *command]
         started_at = time.time()
         with open(raw_log, "ab") as out:
