@@ -183,6 +183,9 @@ def cmd_prepare(session: Session, a: argparse.Namespace) -> int:
 
 def cmd_cancel(session: Session, a: argparse.Namespace) -> int:
     run = session.run(a.run)
+    if run.done:
+        print(f"{run.id}: already {run.status.value}; nothing to cancel.")
+        return 0
     run.cancel()
     run.wait(timeout=30, raise_on_failure=False)
     print(f"{run.id}: {run.status.value}")

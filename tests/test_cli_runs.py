@@ -72,6 +72,9 @@ def test_cancel_ends_the_script_and_its_children(project: Path, home: Path, tmp_
     _until(lambda: not _live_members(started["pgid"]), timeout=10)
     assert not _alive(started["child"])
     assert _status(project, run_id) == "Canceled"
+    # And canceling it again says there is nothing to cancel
+    again = amlexec(project, "experiment", "cancel", "-r", run_id)
+    assert again.returncode == 0 and again.stdout.strip() == f"{run_id}: already Canceled; nothing to cancel."
 
 
 def test_secret_env_from_the_cli_reaches_the_run_and_is_never_stored(project: Path, home: Path) -> None:

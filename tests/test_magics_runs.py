@@ -40,6 +40,7 @@ def test_runs_flags_filter_the_table(project: Path, home: Path) -> None:
         "%aml_runs --table -t docker",
         "%aml_runs --status bogus",
         "%aml_runs   # the history",
+        "%aml_runs --experiment b --status completed",
         "print(first, second, third)",
     ]
     # When the history is listed with each flag
@@ -56,6 +57,8 @@ def test_runs_flags_filter_the_table(project: Path, home: Path) -> None:
     assert "Unknown run status 'bogus'" in bogus and "Completed" in bogus and "UsageError" in bogus
     # Without --table, in a kernel: the live dashboard (a trailing comment is no argument)
     assert "[widget]" in dashboard and "runs 1–3 of 3" in dashboard
+    # The dashboard starts from the flags given
+    assert "[widget]" in out[15] and "runs 1–1 of 1" in out[15] and second in out[15] and first not in out[15]
 
 
 def test_run_verbs_on_recorded_runs(project: Path, home: Path, tmp_path: Path) -> None:
@@ -107,6 +110,7 @@ def test_logs_of_a_live_run_follow_it_to_its_end_and_cancel_stops_one(project: P
         "t0 = time.monotonic()",
         "%aml_run cancel $sid",
         "print(round(time.monotonic() - t0), sleeper.status.value)",
+        "%aml_run cancel $live_id",
     ]
     # When the user asks for the live run's logs
     out = run_cells(cells, project)
@@ -118,6 +122,8 @@ def test_logs_of_a_live_run_follow_it_to_its_end_and_cancel_stops_one(project: P
     assert "Canceled" in out[6]
     seconds, status = out[7].split()
     assert status == "Canceled" and int(seconds) < 10
+    # An ended run is left alone
+    assert "already Completed; nothing to cancel" in out[8]
 
 
 def test_rerun_of_a_recorded_run_runs_the_same_snapshot_again(project: Path, home: Path) -> None:

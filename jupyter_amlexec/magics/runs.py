@@ -52,9 +52,7 @@ def run_command(session: Any, opts: Any) -> Any:
         if opts.verb == "logs":
             print_logs(session, run, control=opts.control)
         elif opts.verb == "cancel":
-            run.cancel()
-            run.wait(timeout=30, raise_on_failure=False)
-            print(f"Run {run.id}: {run.status.value}")
+            _cancel(run)
         elif opts.verb == "download":
             _download(run, opts.dest or f"outputs-{run.id}", opts.pattern)
         elif opts.verb == "restore":
@@ -65,6 +63,16 @@ def run_command(session: Any, opts: Any) -> Any:
     except ConfigError as exc:
         raise UsageError(exc.explained()) from exc
     return None
+
+
+def _cancel(run: Any) -> None:
+    """Stop a live run and wait (30 s at most) to say how it ended; an ended run is left alone."""
+    if run.done:
+        print(f"Run {run.id}: already {run.status.value}; nothing to cancel.")
+        return
+    run.cancel()
+    run.wait(timeout=30, raise_on_failure=False)
+    print(f"Run {run.id}: {run.status.value}")
 
 
 def _download(run: Any, dest: str, pattern: str) -> None:
