@@ -3,10 +3,12 @@ PNG with the standard library, the kernel (which has the `widgets` extra) draws 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.test_cli import amlexec
 from tests.test_magics_targets import run_cells
 
 SCRIPT = """
@@ -65,3 +67,18 @@ def test_log_image_and_plots_without_matplotlib_in_the_run(project: Path, home: 
     assert "plot True None" in out[4]
     assert "images ['sample.png']" in out[4] and "image bytes True" in out[4]
     assert "series_png True" in out[4]
+
+
+def test_log_image_of_a_matplotlib_figure(project: Path, home: Path) -> None:
+    # Given a run whose interpreter has matplotlib, logging a figure (not a file)
+    (project / "fig.py").write_text(
+        "import amlexec_run\nfrom matplotlib.figure import Figure\nfig = Figure()\n"
+        "fig.add_subplot().plot([3, 1, 2])\namlexec_run.log_image('curve', fig)\n"
+    )
+    result = amlexec(project, "experiment", "submit", "fig.py")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(amlexec(project, "history", "last", "-o", "json", check=True).stdout)
+    # Then the figure is saved as a PNG output, and the metric points at it
+    assert record["curve"] == "outputs/curve.png" and "outputs/curve.png" in record["attachments"]
+    png = (home / "runs" / record["run_id"] / "outputs" / "curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
