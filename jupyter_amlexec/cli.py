@@ -455,7 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("computetarget attach needs a type: local|docker|remotedocker|remote|cluster")
     try:
         session = Session.open(Path(args.project) if args.project else None)
-        return int(args.func(session, args))
+        code = int(args.func(session, args))
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return code
     except BrokenPipeError:  # `amlexec ... | head -1`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

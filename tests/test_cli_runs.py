@@ -216,3 +216,22 @@ def _live_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(stat.parent.name))
     return members
+
+
+def test_a_reader_that_closed_its_end_gets_no_traceback(project: Path, home: Path) -> None:
+    # Given a recorded run
+    (project / "hi.py").write_text("print('hi')\n")
+    amlexec(project, "experiment", "submit", "hi.py", check=True)
+    for args in (["history", "list"], ["history", "last", "-o", "json"], ["computetarget", "list"]):
+        # When the command's stdout is a pipe whose reader has already closed it
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_amlexec", *args],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert cli.stdout is not None and cli.stderr is not None
+        cli.stdout.close()
+        errors = cli.stderr.read().decode()
+        # Then it ends quietly, exit 0
+        assert (cli.wait(timeout=60), errors) == (0, ""), args
