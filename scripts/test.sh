@@ -22,6 +22,14 @@ ensure_venv
 echo "== Browser"
 ensure_browser
 
+source "$REPO/scripts/infra/labext.sh"
+echo "== Lab extension (tsc, eslint, jest; sdist -> wheel in a fresh venv without node)"
+labext_check_node
+labext_install_deps
+labext_frontend_checks
+labext_build_dist
+labext_wheel_check
+
 echo "== Docker"
 ensure_docker_engine
 export AMLEXEC_TEST_BASE_IMAGE="${AMLEXEC_TEST_BASE_IMAGE:-amlexec-test/python:3.11}"

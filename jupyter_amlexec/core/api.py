@@ -387,6 +387,10 @@ class Session:
                 self._executors[key] = executor
             return executor
 
+    def check(self, target: str) -> None:
+        """Whether a target can take runs now: TargetUnavailableError (or ConfigError) with the fix."""
+        self._executor(self.project.target(target)).check()
+
     def prepare(
         self,
         run_configuration: str | None = None,

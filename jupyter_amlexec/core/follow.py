@@ -35,10 +35,13 @@ class FollowCursor:
         """The cursor a follower handed out earlier ("" or None: from the start); ValueError if malformed."""
         if not text:
             return cls()
-        parts = [int(p) for p in text.split(".")]
-        if len(parts) != 3 or min(parts) < 0:
-            raise ValueError(f"not a log cursor: {text!r} (expected three numbers, e.g. '0.0.0')")
-        return cls(*parts)
+        pieces = text.split(".")
+        if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
+            raise ValueError(
+                f"not a log cursor: {text!r}. Pass the `cursor` of an event received earlier "
+                f"(three whole numbers, e.g. '120.48.3'), or none to start from the beginning."
+            )
+        return cls(*(int(p) for p in pieces))
 
     def __str__(self) -> str:
         return f"{self.driver}.{self.control}.{self.metric}"
