@@ -111,6 +111,8 @@ def test_logs_of_a_live_run_follow_it_to_its_end_and_cancel_stops_one(project: P
         "%aml_run cancel $sid",
         "print(round(time.monotonic() - t0), sleeper.status.value)",
         "%aml_run cancel $live_id",
+        "again = %aml_submit -a --no-widget slowprint.py\nagain_id = again.id",
+        "%aml_run logs $again_id --control",
     ]
     # When the user asks for the live run's logs
     out = run_cells(cells, project)
@@ -124,6 +126,9 @@ def test_logs_of_a_live_run_follow_it_to_its_end_and_cancel_stops_one(project: P
     assert status == "Canceled" and int(seconds) < 10
     # An ended run is left alone
     assert "already Completed; nothing to cancel" in out[8]
+    # And --control follows a live run's control log, every phase of it, without the script's output
+    assert "Preparing" in out[10] and "Running" in out[10] and "Completed (exit code 0)" in out[10]
+    assert "line 0" not in out[10] and " | " not in out[10]
 
 
 def test_rerun_of_a_recorded_run_runs_the_same_snapshot_again(project: Path, home: Path) -> None:

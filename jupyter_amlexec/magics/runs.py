@@ -92,6 +92,7 @@ def print_logs(session: Any, run: Any, *, control: bool) -> None:
     from ..textfollow import TextFollower
 
     try:
-        TextFollower(print_now, show_control=control).run(session.history, run.id)
+        follower = TextFollower(print_now, show_control=False, only_control=control)
+        follower.run(session.history, run.id)
     except KeyboardInterrupt:
         print(f"\nStopped following; run {run.id} goes on.", flush=True)
