@@ -35,12 +35,12 @@ def _executor_run(executor, spec, snapshot) -> float:  # type: ignore[no-untyped
     from jupyter_amlexec.core.models import RunStatus
 
     start = time.perf_counter()
-    handle = executor.start(spec, snapshot)
+    handle = executor.start(spec, snapshot, lambda _text: None)
     state = handle.wait(0.2)
     while not state.status.terminal:
         state = handle.wait(0.2)
-    data = handle.logs(0).data
-    handle.collect_outputs(spec.run_dir / "outputs", spec.max_output_file_bytes)
+    data = handle.logs("").data
+    handle.collect_outputs(spec.run_dir / "outputs", spec.max_output_file_bytes, lambda _text: None)
     handle.cleanup()
     elapsed = time.perf_counter() - start
     assert state.status is RunStatus.COMPLETED and b"hello from" in data, data
@@ -53,6 +53,7 @@ def run() -> list[dict[str, object]]:
     from jupyter_amlexec.core.api import Session
     from jupyter_amlexec.core.environment import load_environment
     from jupyter_amlexec.core.executors.base import RunSpec
+    from jupyter_amlexec.core.executors.commands import Framework
     from jupyter_amlexec.core.executors.docker import DockerExecutor
     from jupyter_amlexec.core.project import Project
     from jupyter_amlexec.core.snapshot import SnapshotStore
@@ -82,7 +83,7 @@ def run() -> list[dict[str, object]]:
             arguments=("executor",),
             environment_variables={},
             python_path=(),
-            framework="Python",
+            framework=Framework.PYTHON,
             target=target,
             run_configuration=rc,
             run_dir=Path(tmp) / "runs" / "bench",

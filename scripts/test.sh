@@ -14,6 +14,7 @@ source "$REPO/scripts/infra/common.sh"
 source "$REPO/scripts/infra/docker.sh"
 source "$REPO/scripts/infra/images.sh"
 source "$REPO/scripts/infra/browser.sh"
+source "$REPO/scripts/infra/sshd.sh"
 install_traps
 
 echo "== Python environment (.venv)"
@@ -38,6 +39,9 @@ export AMLEXEC_DEFAULT_BASE_IMAGE="${AMLEXEC_DEFAULT_BASE_IMAGE:-$AMLEXEC_TEST_B
 export AMLEXEC_TEST_NETWORK_MODE="${AMLEXEC_TEST_NETWORK_MODE:-host}"
 ensure_base_image "$AMLEXEC_TEST_BASE_IMAGE"
 ensure_pyspark_image "$AMLEXEC_TEST_PYSPARK_IMAGE" "$AMLEXEC_TEST_BASE_IMAGE"
+
+echo "== SSH hosts (sshd on 127.0.0.2 and 127.0.0.3)"
+ensure_sshd_hosts
 
 echo "== Lint and types"
 ruff check jupyter_amlexec tests benchmarks

@@ -383,7 +383,7 @@ class Session:
         with self._lock:
             executor = self._executors.get(key)
             if executor is None:
-                executor = create_executor(compute, self.history.home)
+                executor = create_executor(compute, self.history.home, self.project.root)
                 self._executors[key] = executor
             return executor
 

@@ -10,6 +10,7 @@ is renamed into place before its index rows commit, so every indexed blob is rea
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mmap
 import os
@@ -17,7 +18,7 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,9 +167,15 @@ class BlobWriter:
         self._pending: list[tuple[str, bytes]] = []
         self._pending_bytes = 0
 
-    def add_files(self, files: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    def add_files(
+        self, files: Sequence[tuple[str, int]], unreadable: Callable[[int, str], None] | None = None
+    ) -> list[tuple[str, int]]:
         """Store these (path, size from a stat) files; (digest, size read) for each, in order. Sizes
-        are what was read, so a manifest matches its blobs even when a file changed meanwhile."""
+        are what was read, so a manifest matches its blobs even when a file changed meanwhile.
+
+        A file that cannot be read (removed meanwhile, no permission) raises SnapshotError, or, with
+        `unreadable`, is reported as `unreadable(index, reason)` and gets ("", -1). A store that
+        cannot be written (disk full) raises OSError either way."""
         results: list[tuple[str, int]] = [("", 0)] * len(files)
         large = [(i, path) for i, (path, size) in enumerate(files) if size > PACK_LIMIT]
         pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) if large else None
@@ -179,7 +186,14 @@ class BlobWriter:
             for i, (path, size) in enumerate(files):  # the hot loop of a first snapshot: kept flat
                 if size > PACK_LIMIT:
                     continue
-                data = _read_whole(path, size)
+                try:
+                    data = _read_whole(path, size)
+                except OSError as exc:
+                    if unreadable is None:
+                        raise _unreadable_error(path, exc) from exc
+                    unreadable(i, _reason(exc))
+                    results[i] = ("", -1)
+                    continue
                 digest = sha256(data).hexdigest()
                 results[i] = (digest, len(data))
                 if digest not in seen:
@@ -191,7 +205,13 @@ class BlobWriter:
                         pending = self._pending
             self._flush()
             for i, future in futures:
-                results[i] = future.result()
+                try:
+                    results[i] = future.result()
+                except _Unreadable as exc:
+                    if unreadable is None:
+                        raise _unreadable_error(files[i][0], exc) from exc
+                    unreadable(i, _reason(exc))
+                    results[i] = ("", -1)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -266,8 +286,14 @@ class BlobWriter:
         loose = self.store.loose_dir
         tmp = loose / f".incoming-{uuid.uuid4().hex}"
         try:
-            with open(path, "rb") as src, open(tmp, "wb") as out:
-                _copy(src, out)
+            src = _open_source(path)
+            with src, open(tmp, "wb") as out:
+                try:
+                    _copy(src, out)
+                except OSError as exc:
+                    if exc.errno in _STORE_FAILING:
+                        raise
+                    raise _Unreadable(exc.errno, exc.strerror, path) from exc
             with open(tmp, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size:
@@ -282,28 +308,46 @@ class BlobWriter:
                 target.parent.mkdir(exist_ok=True)
                 os.replace(tmp, target)
             return digest, size
-        except OSError as exc:
+        except OSError:
             tmp.unlink(missing_ok=True)
-            raise SnapshotError(
-                f"Cannot read {path} for the snapshot: {exc.strerror}. Fix its permissions or list it in .amlignore."
-            ) from exc
+            raise
 
 
 def _read_whole(path: str, size: int) -> bytes:
-    """A file's bytes with the fewest system calls (open, read, close): this runs once per small file."""
+    """A file's bytes with the fewest system calls (open, read, close): this runs once per small file.
+    O_NONBLOCK: a FIFO that took a file's place since the walk returns at once instead of hanging."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, size + 1)
-            if len(data) > size:  # it grew since it was listed: read to the end
-                data += b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
-            return data
-        finally:
-            os.close(fd)
+        data = os.read(fd, size + 1)
+        if len(data) > size:  # it grew since it was listed: read to the end
+            data += b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+        return data
+    finally:
+        os.close(fd)
+
+
+_STORE_FAILING = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # the store, not the file
+
+
+class _Unreadable(OSError):
+    """A large file's own read failed (not the store's write): the file can be skipped."""
+
+
+def _open_source(path: str) -> BinaryIO:
+    try:
+        return open(path, "rb")  # noqa: SIM115 (closed by the caller's with)
     except OSError as exc:
-        raise SnapshotError(
-            f"Cannot read {path} for the snapshot: {exc.strerror}. Fix its permissions or list it in .amlignore."
-        ) from exc
+        raise _Unreadable(exc.errno, exc.strerror, path) from exc
+
+
+def _reason(exc: OSError) -> str:
+    return f"cannot be read ({exc.strerror or exc})"
+
+
+def _unreadable_error(path: str, exc: OSError) -> SnapshotError:
+    return SnapshotError(
+        f"Cannot read {path} for the snapshot: {exc.strerror}. Fix its permissions or list it in .amlignore."
+    )
 
 
 def _copy(src: BinaryIO, out: BinaryIO) -> None:

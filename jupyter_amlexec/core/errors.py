@@ -104,8 +104,31 @@ class TargetUnavailableError(AmlExecError):
     """The target exists in config but cannot be reached (no Docker engine, SSH refused, ...)."""
 
 
+class TransportError(TargetUnavailableError):
+    """The connection to a target failed or dropped (refused, reset, timed out): worth a retry, and
+    no verdict on the work over there, which goes on without us."""
+
+
+class HostKeyError(TargetUnavailableError):
+    """An SSH host's key is unknown or differs from the one on record: never retried, never
+    accepted silently (the message says how to check and trust it)."""
+
+
 class SnapshotError(AmlExecError):
     """The project cannot be snapshotted (over the size cap, unreadable file, missing entry script)."""
+
+
+class AttachmentError(AmlExecError):
+    """A run's output cannot be stored in the history (disk full, read-only home), or an attachment
+    name reaches outside the run's own files (`..`, an absolute path, a link leaving runs/<id>/).
+
+    `collected` holds the outputs stored before a collection stopped, so the caller can still list
+    what did arrive.
+    """
+
+    def __init__(self, message: str, collected: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.collected = tuple(collected)
 
 
 class EnvironmentBuildError(AmlExecError):

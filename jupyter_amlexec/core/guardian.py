@@ -161,7 +161,7 @@ class Guardian:
         if record.status.terminal or not history.claim_follower(run_id, os.getpid()):
             return  # ended, or a live process (a reader that re-attached) follows it already
         request = message.request()
-        executor = create_executor(request.spec.target, Path(home))
+        executor = create_executor(request.spec.target, Path(home), request.spec.project_root)
         if record.handle is not None:
             follower = RunFollower(
                 history,

@@ -82,40 +82,57 @@ def resolve_password(target: ComputeTarget) -> str | None:
             f"committed and shared.",
             key="password",
         )
-    if target.password_env:
-        value = os.environ.get(target.password_env)
+    return resolve_secret(
+        f"Target '{target.name}'",
+        env=target.password_env,
+        keyring_entry=target.password_keyring,
+        username=target.username,
+    )
+
+
+def resolve_secret(
+    owner: str, *, env: str | None, keyring_entry: str | None, username: str | None = None
+) -> str | None:
+    """A password or key passphrase from the variable `env` or the keyring entry `keyring_entry`
+    ("service" or "service/user"; the user defaults to `username`); None when neither is named.
+
+    Shared by every reader of secrets (targets, SSH endpoints) so the messages stay one set;
+    `owner` starts each message ("Target 'gpuvm'", "SSH host 'lab'").
+    """
+    if env:
+        value = os.environ.get(env)
         if value is None:
             raise SecretError(
-                f"Target '{target.name}' takes its password from the environment variable "
-                f"{target.password_env}, which is not set. Set it in the environment of the kernel "
+                f"{owner} takes its password from the environment variable "
+                f"{env}, which is not set. Set it in the environment of the kernel "
                 f"or terminal (not in aml_config/).",
                 key="passwordEnv",
             )
         return value
-    if target.password_keyring:
-        service, _, user = target.password_keyring.partition("/")
+    if keyring_entry:
+        service, _, user = keyring_entry.partition("/")
         try:
             import keyring
         except ImportError:
             raise SecretError(
-                f"Target '{target.name}' reads its password from the keyring entry "
-                f"'{target.password_keyring}', but the `keyring` package is not installed: "
+                f"{owner} reads its password from the keyring entry "
+                f"'{keyring_entry}', but the `keyring` package is not installed: "
                 f"pip install keyring.",
                 key="passwordKeyring",
             ) from None
         try:
-            value = keyring.get_password(service, user or (target.username or ""))
+            value = keyring.get_password(service, user or (username or ""))
         except Exception as exc:  # noqa: BLE001 - every keyring backend failure means the same to the user
             raise SecretError(
-                f"Target '{target.name}': the keyring could not be read for entry "
-                f"'{target.password_keyring}' ({type(exc).__name__}: {exc}). Unlock or configure the "
+                f"{owner}: the keyring could not be read for entry "
+                f"'{keyring_entry}' ({type(exc).__name__}: {exc}). Unlock or configure the "
                 f"keyring, or use passwordEnv: VAR instead.",
                 key="passwordKeyring",
             ) from exc
         if value is None:
             raise SecretError(
-                f"No keyring entry '{target.password_keyring}' for target '{target.name}'. Store it with "
-                f"`keyring set {service} {user or target.username or 'USER'}`.",
+                f"{owner}: no keyring entry '{keyring_entry}'. Store it with "
+                f"`keyring set {service} {user or username or 'USER'}`.",
                 key="passwordKeyring",
             )
         return str(value)

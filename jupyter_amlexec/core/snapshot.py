@@ -8,16 +8,18 @@ stat cache (size, mtime_ns, inode -> blob) means an unchanged file is neither re
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
+import sqlite3
 import stat
 import tarfile
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -57,6 +59,10 @@ class Snapshot:
     entries: tuple[SnapshotEntry, ...]
     entry_script: str | None
     store: SnapshotStore = field(compare=False, repr=False)
+    # (path, reason) of what the take() that made this object left out: link loops, links leaving
+    # the project, FIFOs, unreadable files and folders; valid UTF-8 (invalid name bytes as \xNN).
+    # Not part of the manifest or the id: a snapshot read back with get() has none.
+    skipped: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def total_size(self) -> int:
@@ -135,18 +141,14 @@ class SnapshotStore:
         entry_script: str | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Snapshot:
+        """Snapshot `project_root` (ignore rules applied) plus `extra_files`; what cannot be read is
+        skipped with a warning and listed in `Snapshot.skipped`, never a traceback. SnapshotError when
+        the project is over `max_bytes`, the entry script is missing, or the store cannot be written."""
         root = Path(project_root).resolve()
         extra = dict(extra_files or {})
-        files = [(rel, st) for rel, st in _walk(root) if rel not in extra]
-        total = sum(st.st_size for _, st in files)
-        if total > max_bytes:
-            largest = sorted(files, key=lambda f: f[1].st_size, reverse=True)[:5]
-            listing = "; ".join(f"{rel} ({_mb(st.st_size)})" for rel, st in largest)
-            raise SnapshotError(
-                f"The project {root} holds {_mb(total)} to snapshot, over the {_mb(max_bytes)} limit. "
-                f"Largest files: {listing}. Exclude data with a .amlignore file (gitignore syntax), keep "
-                f"it outside the project, or raise MaxSnapshotSizeMB in the run configuration."
-            )
+        walked, skipped = _walk(root)
+        files = [(rel, st) for rel, st in walked if rel not in extra]
+        _check_size(root, files, max_bytes)
         cache_file = self.statcache / (hashlib.sha256(str(root).encode()).hexdigest()[:32] + ".json")
         cache = _load_json(cache_file)
         new_cache: dict[str, list[object]] = {}
@@ -163,23 +165,49 @@ class SnapshotStore:
             else:
                 to_store.append((rel, st))
         if to_store or extra:
-            with self.blobs.writer() as writer:
-                stored = writer.add_files([(f"{root}/{rel}", st.st_size) for rel, st in to_store])
-                for rel, content in extra.items():
-                    entries.append(SnapshotEntry(rel, writer.add_bytes(content), len(content), 0o644))
-            for (rel, st), (digest, size) in zip(to_store, stored):
+            unreadable: dict[int, str] = {}
+            stored = self._store(root, to_store, extra, entries, unreadable.__setitem__)
+            for i, ((rel, st), (digest, size)) in enumerate(zip(to_store, stored)):
+                if i in unreadable:
+                    skipped.append(_skip(rel, unreadable[i]))
+                    continue
                 entries.append(SnapshotEntry(rel, digest, size, stat.S_IMODE(st.st_mode)))
                 if size == st.st_size:  # a file that changed while read is read again next time
                     new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
         entries.sort()  # by path: paths are unique
         if entry_script is not None and not any(e.path == entry_script for e in entries):
+            why = dict(skipped).get(entry_script) or f"missing, or excluded by {' / '.join(IGNORE_FILES)}"
             raise SnapshotError(
-                f"The entry script '{entry_script}' is not in the snapshot of {root} "
-                f"(missing, or excluded by {' / '.join(IGNORE_FILES)})."
+                f"The entry script '{entry_script}' is not in the snapshot of {root} ({why})."
             )
         if new_cache != cache:
-            _write_json_atomic(cache_file, new_cache)
-        return self._save(tuple(entries), entry_script)
+            try:
+                _write_json_atomic(cache_file, new_cache)
+            except OSError as exc:  # only a cache: the next snapshot reads the files again
+                log.warning("could not write the snapshot stat cache %s: %s", cache_file, exc)
+        try:
+            snapshot = self._save(tuple(entries), entry_script)
+        except OSError as exc:
+            raise _store_error(self.home, exc) from exc
+        return replace(snapshot, skipped=tuple(sorted(skipped)))
+
+    def _store(
+        self,
+        root: Path,
+        files: list[tuple[str, os.stat_result]],
+        extra: Mapping[str, bytes],
+        entries: list[SnapshotEntry],
+        unreadable: Callable[[int, str], None],
+    ) -> list[tuple[str, int]]:
+        """Store the files' and the extra files' blobs; a full or unwritable store is a SnapshotError."""
+        try:
+            with self.blobs.writer() as writer:
+                stored = writer.add_files([(f"{root}/{rel}", st.st_size) for rel, st in files], unreadable)
+                for rel, content in extra.items():
+                    entries.append(SnapshotEntry(rel, writer.add_bytes(content), len(content), 0o644))
+        except (OSError, sqlite3.Error) as exc:
+            raise _store_error(self.home, exc) from exc
+        return stored
 
     def _save(self, entries: tuple[SnapshotEntry, ...], entry_script: str | None) -> Snapshot:
         doc = {
@@ -250,25 +278,33 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec[Any] | None:
     return None
 
 
-def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
-    """(posix relative path, stat) of every file to snapshot, in no particular order. Ignore files
-    apply to their subtree; links to files inside the project are followed, links leaving it are
-    skipped. A loop over a stack of folders, not recursion: this runs once per folder of a project."""
+_Skipped = list[tuple[str, str]]
+_Specs = list[tuple[str, pathspec.PathSpec[Any]]]
+
+
+def _walk(root: Path) -> tuple[list[tuple[str, os.stat_result]], _Skipped]:
+    """(posix relative path, stat) of every file to snapshot, in no particular order, and (path,
+    reason) of what was left out. Ignore files apply to their subtree; links to files inside the
+    project are followed, other links (leaving it, to a folder, dangling, a loop) are skipped, as
+    are FIFOs, sockets and folders that cannot be listed. A loop over a stack of folders, not
+    recursion: this runs once per folder of a project."""
     found: list[tuple[str, os.stat_result]] = []
-    folders: list[tuple[str, str, list[tuple[str, pathspec.PathSpec[Any]]]]] = [(str(root), "", [])]
+    skipped: _Skipped = []
+    folders: list[tuple[str, str, _Specs]] = [(str(root), "", [])]
     while folders:
         directory, prefix, specs = folders.pop()
         try:
             with os.scandir(directory) as it:
                 items = list(it)
         except OSError as exc:
-            raise SnapshotError(f"Cannot list {directory} for the snapshot: {exc.strerror}.") from exc
+            if not prefix:
+                raise SnapshotError(f"Cannot list {directory} for the snapshot: {exc.strerror}.") from exc
+            skipped.append(_skip(prefix, f"a folder that cannot be listed ({exc.strerror})"))
+            continue
         names = {item.name for item in items}
         for name in IGNORE_FILES:  # found in the listing: no extra stat per folder
             if name in names:
-                spec = _ignore_spec(Path(directory))
-                if spec is not None:
-                    specs = [*specs, (prefix, spec)]
+                specs = _with_ignore_file(Path(directory), prefix, specs, skipped)
                 break
         for item in items:
             rel = prefix + item.name
@@ -277,18 +313,64 @@ def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
                     continue
                 if not (specs and _ignored(rel, True, specs)):
                     folders.append((item.path, rel + "/", specs))
+            elif specs and _ignored(rel, False, specs):
+                continue
             elif item.is_file(follow_symlinks=False):
-                if not (specs and _ignored(rel, False, specs)):
+                try:
                     found.append((rel, item.stat(follow_symlinks=False)))
+                except OSError as exc:
+                    skipped.append(_skip(rel, f"cannot be read ({exc.strerror})"))
             elif item.is_symlink():
-                target = Path(item.path).resolve()
-                if not target.is_file() or root not in target.parents:
-                    log.warning(
-                        "snapshot skips %s: a link to %s, outside the project or not a file", rel, target
-                    )
-                elif not (specs and _ignored(rel, False, specs)):
-                    found.append((rel, target.stat()))
-    return found
+                _follow_link(root, item.path, rel, found, skipped)
+            else:
+                skipped.append(_skip(rel, "not a regular file (a FIFO, socket or device)"))
+    return found, skipped
+
+
+def _with_ignore_file(directory: Path, prefix: str, specs: _Specs, skipped: _Skipped) -> _Specs:
+    try:
+        spec = _ignore_spec(directory)
+    except OSError as exc:
+        name = Path(exc.filename).name if exc.filename else IGNORE_FILES[-1]
+        skipped.append(_skip(prefix + name, f"cannot be read, its rules not applied ({exc.strerror})"))
+        return specs
+    return [*specs, (prefix, spec)] if spec is not None else specs
+
+
+def _follow_link(
+    root: Path, path: str, rel: str, found: list[tuple[str, os.stat_result]], skipped: _Skipped
+) -> None:
+    """A link is taken as the file it points to when that is a regular file inside the project."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        reason = "a link loop" if exc.errno == errno.ELOOP else f"a dangling link ({exc.strerror})"
+        skipped.append(_skip(rel, reason))
+        return
+    target = os.path.realpath(path)
+    if stat.S_ISDIR(st.st_mode):
+        skipped.append(_skip(rel, f"a link to the folder {target} (links to folders are not followed)"))
+    elif not target.startswith(f"{root}{os.sep}"):
+        skipped.append(_skip(rel, f"a link to {target}, outside the project"))
+    elif not stat.S_ISREG(st.st_mode):
+        skipped.append(_skip(rel, f"a link to {target}, not a regular file"))
+    else:
+        found.append((rel, st))
+
+
+def _skip(rel: str, reason: str) -> tuple[str, str]:
+    """(path, reason) as valid UTF-8 (a name's invalid bytes as \\xNN): they go into logs and the history."""
+    rel, reason = (_utf8(text) for text in (rel, reason))
+    log.warning("snapshot skips %s: %s", rel, reason)
+    return rel, reason
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[Any]]]) -> bool:
@@ -361,6 +443,26 @@ class _OpenFiles:
     def __exit__(self, *exc: object) -> None:
         for f in self._files.values():
             f.close()
+
+
+def _check_size(root: Path, files: list[tuple[str, os.stat_result]], max_bytes: int) -> None:
+    total = sum(st.st_size for _, st in files)
+    if total > max_bytes:
+        largest = sorted(files, key=lambda f: f[1].st_size, reverse=True)[:5]
+        listing = "; ".join(f"{rel} ({_mb(st.st_size)})" for rel, st in largest)
+        raise SnapshotError(
+            f"The project {root} holds {_mb(total)} to snapshot, over the {_mb(max_bytes)} limit. "
+            f"Largest files: {listing}. Exclude data with a .amlignore file (gitignore syntax), keep "
+            f"it outside the project, or raise MaxSnapshotSizeMB in the run configuration."
+        )
+
+
+def _store_error(home: Path, exc: BaseException) -> SnapshotError:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return SnapshotError(
+        f"Cannot write the snapshot into {home}: {reason}. Free space on that file system (or make it "
+        f"writable) and submit again; nothing was recorded."
+    )
 
 
 def _mb(size: int) -> str:

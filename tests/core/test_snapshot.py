@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
 import os
+import shutil
+import socket
+import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from jupyter_amlexec.core.api import Session
 from jupyter_amlexec.core.blobstore import PACK_LIMIT
 from jupyter_amlexec.core.errors import SnapshotError
+from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.snapshot import SnapshotStore
 
 
@@ -171,24 +180,136 @@ def test_the_same_content_elsewhere_is_not_stored_again(tmp_path: Path) -> None:
     assert len(packs) == packs_before + 1 and packs[0].stat().st_size == len("n = 1\n")
 
 
-def test_an_unreadable_file_fails_the_snapshot_and_leaves_nothing_half_written(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        # root reads any file: make the read fail another way (a folder where the walk saw a file)
-        root = tmp_path / "p"
-        tree(root, {"a.py": "a\n", "b.py": "b\n"})
-        store = SnapshotStore(tmp_path / "h")
-        files = [(str(root / "a.py"), 2), (str(root / "gone.py"), 1)]
-        with pytest.raises(SnapshotError, match="gone.py"), store.blobs.writer() as writer:
-            writer.add_files(files)
-    else:
-        root = tmp_path / "p"
-        tree(root, {"a.py": "a\n", "secret.py": "s\n"})
-        os.chmod(root / "secret.py", 0)
-        store = SnapshotStore(tmp_path / "h")
-        with pytest.raises(SnapshotError, match="secret.py"):
-            store.take(root)
+def test_a_file_gone_before_its_read_is_skipped_by_take_and_an_error_for_a_plain_writer(
+    tmp_path: Path,
+) -> None:
+    # Given a file the walk saw and that is gone when read (the race of a busy project folder)
+    root = tmp_path / "p"
+    tree(root, {"a.py": "a\n", "big.bin": "b" * (PACK_LIMIT + 1)})
+    store = SnapshotStore(tmp_path / "h")
+    files = [(str(root / "a.py"), 2), (str(root / "gone.py"), 1), (str(root / "gone.bin"), PACK_LIMIT + 1)]
+    # A writer asked to store it without a callback raises, naming it, and leaves nothing half written
+    with pytest.raises(SnapshotError, match="gone.py"), store.blobs.writer() as writer:
+        writer.add_files(files)
     leftovers = [p for p in (tmp_path / "h").rglob("*") if p.is_file() and p.suffix != ".sqlite"]
     assert leftovers == [] and store.blobs.count() == 0
+    # With a callback (what take() uses) the unreadable ones are reported, the others stored
+    reported: dict[int, str] = {}
+    with store.blobs.writer() as writer:
+        results = writer.add_files(files, reported.__setitem__)
+    assert sorted(reported) == [1, 2] and all("No such file" in r for r in reported.values())
+    assert results[0][0] == hashlib.sha256(b"a\n").hexdigest() and results[1] == results[2] == ("", -1)
+
+
+def special_files(root: Path) -> socket.socket:
+    """A FIFO, a socket, a character device and a dangling link: nothing a snapshot can read."""
+    os.mkfifo(root / "pipe")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(root / "server.sock"))
+    if os.geteuid() == 0:
+        os.mknod(root / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    (root / "dangling.py").symlink_to(root / "nowhere.py")
+    os.mkfifo(os.fsencode(root) + b"/fifo\xff")  # a name that is not UTF-8
+    return server
+
+
+def test_symlink_loops_and_special_files_are_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a project with link loops (`ln -s . loop`, a -> b -> a, a link to itself), a FIFO, a
+    # socket, a device and a dangling link beside its real files
+    root = tmp_path / "p"
+    tree(root, {"train.py": "print(1)\n", "pkg/mod.py": "X = 1\n"})
+    (root / "loop").symlink_to(".")
+    (root / "pkg" / "a").symlink_to("b")
+    (root / "pkg" / "b").symlink_to("a")
+    (root / "me").symlink_to("me")
+    (root / "alias.py").symlink_to("train.py")
+    server = special_files(root)
+    try:
+        # When it is snapshotted
+        with caplog.at_level(logging.WARNING, logger="jupyter_amlexec.core.snapshot"):
+            snap = SnapshotStore(tmp_path / "h").take(root, entry_script="train.py")
+    finally:
+        server.close()
+    # Then the real files (and the link to one) are in it, and every skipped path is on the snapshot
+    # with its reason and named in a warning
+    assert paths(snap) == ["alias.py", "pkg/mod.py", "train.py"]
+    skipped = dict(snap.skipped)
+    expected = {"loop", "pkg/a", "pkg/b", "me", "pipe", "server.sock", "dangling.py", "fifo\\xff"}
+    expected |= {"null"} if os.geteuid() == 0 else set()
+    assert set(skipped) == expected
+    assert skipped["pkg/a"] == skipped["me"] == "a link loop"
+    assert "links to folders are not followed" in skipped["loop"] and "not a regular file" in skipped["pipe"]
+    assert "dangling" in skipped["dangling.py"]
+    warned = "\n".join(r.getMessage() for r in caplog.records)
+    assert all(f"snapshot skips {name}:" in warned for name in expected)
+
+
+def test_a_project_with_a_symlink_loop_runs(project: Path, home: Path) -> None:
+    # Given a project where a user made `ln -s . loop` and a -> b -> a
+    (project / "train.py").write_text("print('trained')\n")
+    (project / "loop").symlink_to(".")
+    (project / "a").symlink_to("b")
+    (project / "b").symlink_to("a")
+    # When it is submitted, then the run completes and its control log is not a traceback
+    run = Session.open(project, home).submit(script="train.py", run_configuration="local").wait()
+    assert run.record.status is RunStatus.COMPLETED
+    assert "trained" in run.logs()
+
+
+def test_unreadable_files_and_folders_are_skipped_for_a_user_without_permission(tmp_path: Path) -> None:
+    # Given a project with a file, a large file, a folder and an ignore file its user may not read
+    # (taken as an unprivileged user: root reads everything, whatever the mode bits say)
+    base = Path(tempfile.mkdtemp(prefix="amlexec-unreadable-"))
+    try:
+        os.chmod(base, 0o755)
+        root = base / "p"
+        tree(root, {"ok.py": "ok\n", "secret.py": "s\n", "locked/inside.py": "i\n", "sub/.gitignore": "x\n"})
+        (root / "weights.bin").write_bytes(b"w" * (PACK_LIMIT + 10))
+        (base / "h").mkdir(mode=0o777)
+        os.chmod(base / "h", 0o777)
+        for name, mode in [("secret.py", 0), ("weights.bin", 0), ("locked", 0), ("sub/.gitignore", 0)]:
+            os.chmod(root / name, mode)
+        # When it is snapshotted
+        result = take_as_unprivileged_user(base / "h", root)
+    finally:
+        os.chmod(base / "p" / "locked", 0o755)
+        shutil.rmtree(base)
+    # Then the readable files are in it and each unreadable one is skipped with its reason
+    assert result["paths"] == ["ok.py"]
+    skipped = dict(result["skipped"])
+    assert set(skipped) == {"secret.py", "weights.bin", "locked/", "sub/.gitignore"}
+    assert all("Permission denied" in reason for reason in skipped.values())
+
+
+def take_as_unprivileged_user(home: Path, root: Path) -> dict[str, Any]:
+    """SnapshotStore.take in a forked child that dropped to `nobody` when we are root."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            snap = SnapshotStore(home).take(root)
+            doc = {"paths": paths(snap), "skipped": snap.skipped}
+            os.write(write_end, json.dumps(doc).encode())
+            code = 0
+        except BaseException as exc:  # reported to the parent through the pipe
+            os.write(write_end, json.dumps({"error": repr(exc)}).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    doc = json.loads(data)
+    assert os.waitstatus_to_exitcode(status) == 0, doc
+    return doc
 
 
 def test_concurrent_snapshots_from_several_processes_all_read_back(tmp_path: Path) -> None:

@@ -36,8 +36,10 @@ def executor_types() -> dict[str, str]:
         return dict(_found)
 
 
-def create_executor(target: ComputeTarget, home: Path) -> Executor:
-    """An executor for `target`; TargetUnavailableError when its type has no executor installed."""
+def create_executor(target: ComputeTarget, home: Path, project_root: Path | None = None) -> Executor:
+    """An executor for `target`; TargetUnavailableError when its type has no executor installed.
+    `project_root` reaches executors that read project files of their own (an SSH target's
+    aml_config/known_hosts) through their `project_root` attribute."""
     kind = str(target.type)
     spec = executor_types().get(kind)
     if spec is None:
@@ -50,4 +52,7 @@ def create_executor(target: ComputeTarget, home: Path) -> Executor:
         )
     module_name, _, class_name = spec.partition(":")
     factory = getattr(importlib.import_module(module_name), class_name)
-    return cast(Executor, factory(target, home))
+    executor = cast(Executor, factory(target, home))
+    if project_root is not None and hasattr(executor, "project_root"):
+        executor.project_root = project_root
+    return executor

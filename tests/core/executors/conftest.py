@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jupyter_amlexec.core.executors.docker_build import BUILD_NAME_PREFIX
+from jupyter_amlexec.core.executors.docker.build import BUILD_NAME_PREFIX
+from jupyter_amlexec.core.executors.docker.container import HOME_LABEL, home_label
 from tests.conftest import require
 
 BASE_IMAGE = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")
@@ -27,14 +29,20 @@ def has_image(client: Any, tag: str) -> bool:
         return False
 
 
-def run_containers(client: Any, run_id: str | None = None) -> list[Any]:
-    """Containers of our runs (all of them, or one run's), found by their labels."""
-    label = f"amlexec.run_id={run_id}" if run_id else "amlexec.run_id"
-    return list(client.containers.list(all=True, filters={"label": label}))
+def run_containers(client: Any, run_id: str | None = None, home: Path | None = None) -> list[Any]:
+    """Containers of our runs (all, one run's, or one amlexec home's), found by their labels."""
+    labels = [f"amlexec.run_id={run_id}" if run_id else "amlexec.run_id"]
+    if home is not None:
+        labels.append(f"{HOME_LABEL}={home_label(home)[HOME_LABEL]}")
+    return list(client.containers.list(all=True, filters={"label": labels}))
 
 
-def build_containers(client: Any) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"name": BUILD_NAME_PREFIX}))
+def build_containers(client: Any, home: Path | None = None) -> list[Any]:
+    """Environment-build containers (all, or those of one amlexec home)."""
+    filters: dict[str, object] = {"name": BUILD_NAME_PREFIX}
+    if home is not None:
+        filters["label"] = f"{HOME_LABEL}={home_label(home)[HOME_LABEL]}"
+    return list(client.containers.list(all=True, filters=filters))
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +61,16 @@ def docker_client() -> Any:
 
 
 @pytest.fixture
-def engine(docker_client: Any) -> Iterator[Any]:
-    """The engine, checked after the test: no run or build container of ours is left behind."""
-    before = {c.id for c in run_containers(docker_client)} | {c.id for c in build_containers(docker_client)}
+def engine(docker_client: Any, home: Path) -> Iterator[Any]:
+    """The engine, checked after the test: no run or build container of the test's amlexec home is
+    left behind. Only that home's: the engine is shared with other test runs, whose containers
+    are none of this test's business (removing them would break those runs)."""
     yield docker_client
-    leaked = [
-        c for c in run_containers(docker_client) + build_containers(docker_client) if c.id not in before
-    ]
+    leaked = run_containers(docker_client, home=home) + build_containers(docker_client, home=home)
     for container in leaked:
         container.remove(force=True)
     assert not leaked, f"containers left behind: {[(c.name, c.labels) for c in leaked]}"
+
+
+# The real sshd hosts of scripts/infra/sshd.sh, for the remote executors' tests.
+from tests.core.transport.conftest import ssh_home, ssh_hosts  # noqa: E402, F401

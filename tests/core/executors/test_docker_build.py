@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from jupyter_amlexec.core.executors import docker_build, pip_forwarding
-from jupyter_amlexec.core.executors.docker_build import BUILD_LABEL, BUILD_NAME_PREFIX, ENV_PREFIX
+from jupyter_amlexec.core.errors import EnvironmentBuildError
+from jupyter_amlexec.core.executors.docker import build as docker_build
+from jupyter_amlexec.core.executors.docker import pip_forwarding
+from jupyter_amlexec.core.executors.docker.build import BUILD_LABEL, BUILD_NAME_PREFIX, ENV_PREFIX
 from tests.conftest import require
 
 from .conftest import BASE_IMAGE, PYSPARK_IMAGE, has_image
@@ -202,3 +204,45 @@ def test_the_age_of_a_build_container_reads_both_timestamp_forms() -> None:
         assert 595 < age < 610
     assert docker_build._age_seconds(SimpleNamespace(attrs={"Created": "yesterday"})) == 0.0
     assert docker_build._age_seconds(SimpleNamespace(attrs={})) == 0.0
+
+
+def test_a_failed_build_says_so_with_the_tail_of_the_build_log(built: Any, project: Path, home: Path) -> None:
+    # Given a conda file whose pip section names a package no index has
+    conda = (
+        "name: env\ndependencies:\n  - python=3.11\n  - pip:\n    - amlexec-no-such-package-anywhere==0.0.1\n"
+    )
+    session = docker_project(project, conda=conda)
+    # When the environment is prepared
+    with pytest.raises(EnvironmentBuildError) as failure:
+        session.prepare("box", force=True)
+    # Then the error says the build failed, what to fix, and carries pip's own words from the log
+    message = str(failure.value)
+    assert "failed (exit code 1)" in message and "Fix aml_config/conda_dependencies.yml" in message
+    assert "--- build log (tail) ---" in message
+    assert "amlexec-no-such-package-anywhere" in failure.value.log_tail
+    assert "No matching distribution found" in failure.value.log_tail
+
+
+def test_a_workbench_conda_file_builds_with_pip_on_an_image_without_conda(
+    built: Any, project: Path, home: Path
+) -> None:
+    # Given a Workbench-style conda file listing packages under dependencies: (one under a conda name)
+    conda = "name: env\ndependencies:\n  - python=3.11\n  - six=1.16\n  - ruamel_yaml\n"
+    session = docker_project(project, conda=conda)
+    # When it runs on the base image, which has no conda
+    cell = "import six, ruamel.yaml\nprint('six', six.__version__, 'ruamel ok')\n"
+    run = session.submit(cell=cell, run_configuration="box").wait(timeout=300)
+    # Then pip installed them, renamed where PyPI's name differs, and the build log says so
+    assert "six 1.16.0 ruamel ok" in run.logs()
+    control = run.logs("control")
+    assert "installed with pip" in control and "ruamel.yaml" in control
+
+
+def test_a_package_only_conda_has_is_named_before_anything_is_installed(
+    built: Any, project: Path, home: Path
+) -> None:
+    conda = "name: env\ndependencies:\n  - python=3.11\n  - six\n  - cudatoolkit=11.8\n"
+    session = docker_project(project, conda=conda)
+    with pytest.raises(EnvironmentBuildError, match="cudatoolkit") as caught:
+        session.prepare("box", force=True)
+    assert "six" not in str(caught.value).split("(")[1].split(")")[0]  # only the conda-only one is named

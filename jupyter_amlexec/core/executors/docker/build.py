@@ -23,15 +23,15 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ..environment import pip_only_supported
-from ..errors import EnvironmentBuildError
-from ..models import EnvironmentSpec
-from .base import ControlLog
+from ...environment import pip_requirements
+from ...errors import EnvironmentBuildError
+from ...models import EnvironmentSpec
+from ..base import ControlLog
 from .pip_forwarding import host_pip_files
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "amlexec-env-4"  # bump when the recipe changes: every environment is rebuilt
+RECIPE_VERSION = "amlexec-env-5"  # bump when the recipe changes: every environment is rebuilt
 IMAGE_REPOSITORY = "amlexec-env"
 ENV_PREFIX = "/opt/amlexec-env"
 BUILD_DIR = "/tmp/amlexec-build"
@@ -77,6 +77,10 @@ else
        fi ;;
   esac
   echo "No conda in the base image: a venv at $PREFIX with $PY ($HAVE), then pip install of the pip: section"
+  if [ -s pip-notes.txt ]; then
+    echo "The conda file's dependencies: are installed with pip (no conda here):"
+    sed 's/^/  /' pip-notes.txt
+  fi
   "$PY" -m venv "$PREFIX"
   # the venv's own packages first, then the base image's (pyspark, numpy... already in the image)
   SITE=$("$PREFIX/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -135,15 +139,20 @@ def _sh_quote(value: str) -> str:
 
 def recipe_files(env: EnvironmentSpec, *, forward_pip_config: bool) -> dict[str, bytes]:
     """The build directory's files: parameters, requirements, conda file, host pip settings."""
+    as_pip = pip_requirements(env)  # without conda: the conda packages through pip where it can
     args = {
         "WANT_PYTHON": env.python_version or "",
-        "CONDA_ONLY": " ".join(pip_only_supported(env)),
+        "CONDA_ONLY": " ".join(as_pip.conda_only),
         "PREFIX": ENV_PREFIX,
         "MARKER": BASE_PYTHON_MARKER,
     }
+    notes = [
+        f"conda package {spec}: through pip" for spec in env.conda_packages if spec not in as_pip.conda_only
+    ]
     files = {
         "args.sh": "".join(f"{k}={_sh_quote(v)}\n" for k, v in args.items()).encode(),
-        "requirements.txt": "".join(p + "\n" for p in env.pip_packages).encode(),
+        "requirements.txt": "".join(p + "\n" for p in as_pip.requirements).encode(),
+        "pip-notes.txt": "".join(line + "\n" for line in (*notes, *as_pip.notes)).encode(),
     }
     if env.conda is not None:
         files["environment.yml"] = json.dumps(env.conda).encode()  # JSON is YAML
@@ -163,11 +172,11 @@ def build_environment_image(
     forward_pip_config: bool,
     target_name: str,
     log_to: ControlLog,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """Build `tag` from the base image's attrs; returns the new image id. EnvironmentBuildError on failure."""
     import docker
 
-    conda_file = env.conda_file or "aml_config/conda_dependencies.yml"
     config = base.get("Config") or {}
     previous = _image_id(client, tag)
     # Only a base image with an ENTRYPOINT gets it overridden (then restored by the commit): the
@@ -179,7 +188,7 @@ def build_environment_image(
         **(override or {"command": ["/bin/sh", "-c", RECIPE]}),
         network_mode=network_mode,
         name=BUILD_NAME_PREFIX + tag.replace(":", "-").replace("/", "-") + "-" + secrets.token_hex(3),
-        labels={BUILD_LABEL: tag},
+        labels={**(labels or {}), BUILD_LABEL: tag},
         user="0",
         working_dir="/",
     )
@@ -194,38 +203,9 @@ def build_environment_image(
             lines.feed(chunk)
         lines.close()
         code = int(container.wait().get("StatusCode", 1))
-        tail = lines.last()
-        if code == EXIT_CONDA_ONLY:
-            names = ", ".join(pip_only_supported(env))
-            raise EnvironmentBuildError(
-                f"{conda_file} asks for conda packages ({names}) but the base image {base_name} "
-                f"(baseDockerImage in aml_config/{target_name}.compute) has no conda, mamba or micromamba. "
-                f"Move them to the `pip:` section if pip has them, or use a base image with conda.",
-                tail,
-            )
-        if code == EXIT_PYTHON_MISMATCH:
-            have = _base_python(lines.tail)
-            raise EnvironmentBuildError(
-                f"{conda_file} asks for python {env.python_version} but the base image {base_name} "
-                f"(baseDockerImage in aml_config/{target_name}.compute) has python {have}. Change `python=` "
-                f"in {conda_file} to {have}, or set baseDockerImage to an image with python "
-                f"{env.python_version}.",
-                tail,
-            )
         if code != 0:
-            raise EnvironmentBuildError(
-                f"Building the environment image {tag} over {base_name} failed (exit code {code}); "
-                f"see the build log tail below. Fix {conda_file} and prepare again.",
-                tail,
-            )
-        changes = [f"ENTRYPOINT {json.dumps(config['Entrypoint'])}"] if override else []
-        changes += [
-            f"ENV PATH={ENV_PREFIX}/bin:{_path_of(config)}",
-            "WORKDIR " + (config.get("WorkingDir") or "/"),
-            "USER " + (config.get("User") or "0"),
-            "CMD " + json.dumps(config.get("Cmd") or ["python3"]),
-            f"LABEL amlexec.recipe={RECIPE_VERSION} amlexec.environment={tag}",
-        ]
+            raise _build_failure(code, env, lines, tag, base_name, target_name)
+        changes = _commit_changes(config, tag, entrypoint=bool(override))
         repository, _, version = tag.rpartition(":")
         image = container.commit(repository=repository, tag=version, changes=changes)
         log_to(f"Built {tag} ({image.short_id}).\n")
@@ -241,6 +221,49 @@ def build_environment_image(
     if previous and previous != image.id:
         _remove_if_unused(client, previous)
     return str(image.id)
+
+
+def _commit_changes(config: Mapping[str, Any], tag: str, *, entrypoint: bool) -> list[str]:
+    """The commit's Dockerfile lines: the base image's own settings restored, the env's PATH first."""
+    changes = [f"ENTRYPOINT {json.dumps(config['Entrypoint'])}"] if entrypoint else []
+    return changes + [
+        f"ENV PATH={ENV_PREFIX}/bin:{_path_of(config)}",
+        "WORKDIR " + (config.get("WorkingDir") or "/"),
+        "USER " + (config.get("User") or "0"),
+        "CMD " + json.dumps(config.get("Cmd") or ["python3"]),
+        f"LABEL amlexec.recipe={RECIPE_VERSION} amlexec.environment={tag}",
+    ]
+
+
+def _build_failure(
+    code: int, env: EnvironmentSpec, lines: _Lines, tag: str, base_name: str, target_name: str
+) -> EnvironmentBuildError:
+    """The error for a build that exited with `code`, naming what to change, with the log tail."""
+    tail = lines.last()
+    conda_file = env.conda_file or "aml_config/conda_dependencies.yml"
+    if code == EXIT_CONDA_ONLY:
+        names = ", ".join(pip_requirements(env).conda_only)
+        return EnvironmentBuildError(
+            f"{conda_file} asks for packages only conda has ({names}) but the base image {base_name} "
+            f"(baseDockerImage in aml_config/{target_name}.compute) has no conda, mamba or micromamba "
+            f"(the file's other dependencies would have been installed with pip). Remove them, or use "
+            f"a base image with conda.",
+            tail,
+        )
+    if code == EXIT_PYTHON_MISMATCH:
+        have = _base_python(lines.tail)
+        return EnvironmentBuildError(
+            f"{conda_file} asks for python {env.python_version} but the base image {base_name} "
+            f"(baseDockerImage in aml_config/{target_name}.compute) has python {have}. Change `python=` "
+            f"in {conda_file} to {have}, or set baseDockerImage to an image with python "
+            f"{env.python_version}.",
+            tail,
+        )
+    return EnvironmentBuildError(
+        f"Building the environment image {tag} over {base_name} failed (exit code {code}); "
+        f"see the build log tail below. Fix {conda_file} and prepare again.",
+        tail,
+    )
 
 
 def _remove_stale_build_containers(client: Any, tag: str) -> None:
