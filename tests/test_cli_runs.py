@@ -134,7 +134,10 @@ def test_output_size_cap_is_honoured(project: Path, home: Path) -> None:
     assert "big.bin" in (home / "runs" / run_id / "control_log.txt").read_text()
 
 
-def test_output_size_cap_holds_after_the_submitting_process_is_killed(project: Path, home: Path) -> None:
+@pytest.mark.parametrize("guardian", ["alive", "killed too"])
+def test_output_size_cap_holds_after_the_submitting_process_is_killed(
+    project: Path, home: Path, guardian: str
+) -> None:
     # Given a run submitted from a Python process that follows it
     (project / "aml_config").mkdir()
     (project / "aml_config" / "cap.runconfig").write_text(CAP_RC)
@@ -154,7 +157,10 @@ def test_output_size_cap_holds_after_the_submitting_process_is_killed(project: P
     assert submitter.stdout is not None
     run_id = submitter.stdout.readline().strip()
     _until(lambda: _status(project, run_id) == "Running")
-    # When that process is killed with SIGKILL mid-run, and a new process re-attaches and waits
+    # When that process is killed with SIGKILL mid-run (with its guardian, so that nothing of it is
+    # left to take the run over), and a new process re-attaches and waits
+    if guardian == "killed too":
+        os.kill(_guardian_of(submitter.pid), signal.SIGKILL)
     submitter.send_signal(signal.SIGKILL)
     submitter.wait(timeout=10)
     waited = subprocess.run(
@@ -198,6 +204,19 @@ def test_output_cut_short_by_a_closed_pipe_ends_quietly(project: Path, home: Pat
         # Then the first line arrived, and the command ended without a traceback, exit 0
         assert head.stdout.decode().strip() in ("line 0", "Executing user inputs .....")
         assert errors == "" and code == 0, (args, code, errors)
+
+
+def _guardian_of(pid: int) -> int:
+    """The guardian process a submitting process started (its child running core.guardian)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if ppid == pid and b"jupyter_amlexec.core.guardian" in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError(f"process {pid} started no guardian")
 
 
 def _alive(pid: int) -> bool:
