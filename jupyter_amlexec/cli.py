@@ -230,11 +230,13 @@ def cmd_history_info(session: Session, a: argparse.Namespace) -> int:
 
 
 def _output_file(run: Any, name: str) -> Path:
-    """The collected output `name` of the run: only a file under its outputs/, whatever the name
-    says (`/etc/hostname`, `../../x` and links out of the folder are refused, not read)."""
-    root = run.outputs_dir.resolve()
-    path = (root / name.removeprefix("outputs/")).resolve()
-    if not (path.is_relative_to(root) and path.is_file()):
+    """The collected output `name` (`model.pkl` or `outputs/model.pkl`) of the run: only a file of
+    its own, by the core's rule (no absolute path, `..` or link out of the run's folder)."""
+    from .core.outputs import resolve_attachment
+
+    relative = name if name.startswith("outputs/") else f"outputs/{name.lstrip('/')}"
+    path = resolve_attachment(run.outputs_dir.parent, relative)  # AttachmentError when outside
+    if not path.is_file():
         raise AmlExecError(
             f"Run {run.id} has no artifact '{name}'. It has: {', '.join(run.record.attachments)}."
         )
