@@ -20,7 +20,7 @@ from .core.api import Session, parse_env_assignments
 from .core.errors import AmlExecError, ConfigError, Hint, set_hint_renderer
 from .core.models import RunStatus
 from .core.project import TargetType
-from .display import compare_table, record_rows, runs_table, targets_table, text_table
+from .display import compare_table, prepared_text, record_rows, runs_table, targets_table, text_table
 from .textfollow import TextFollower
 
 EXIT_USAGE = 2
@@ -33,8 +33,9 @@ def _print_json(doc: Any) -> None:
 # --- computetarget -------------------------------------------------------------------------------------
 
 
-def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
-    target, rc = session.project.attach_target(
+def attach_from_options(project: Any, a: argparse.Namespace) -> tuple[Any, Any]:
+    """Attach a target from parsed flags; the CLI and `%aml_target attach` name them alike."""
+    target, rc = project.attach_target(
         a.name,
         a.type,
         address=a.address,
@@ -46,6 +47,11 @@ def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
         force=a.force,
         network_mode=a.network_mode,
     )
+    return target, rc
+
+
+def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
+    target, rc = attach_from_options(session.project, a)
     print(
         f"Attached '{target.name}' ({target.type}): wrote aml_config/{target.name}.compute and aml_config/{rc.name}.runconfig"
     )
@@ -79,8 +85,9 @@ def cmd_target_detach(session: Session, a: argparse.Namespace) -> int:
 # --- runconfiguration -----------------------------------------------------------------------------------
 
 
-def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
-    rc = session.project.create_run_configuration(
+def create_rc_from_options(project: Any, a: argparse.Namespace) -> None:
+    """Write a run configuration from parsed flags (the CLI's and `%aml_runconfig create`'s) and say so."""
+    rc = project.create_run_configuration(
         a.name,
         a.target,
         framework=a.framework,
@@ -88,6 +95,10 @@ def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
         force=a.force,
     )
     print(f"wrote aml_config/{rc.name}.runconfig (target {rc.target})")
+
+
+def cmd_rc_create(session: Session, a: argparse.Namespace) -> int:
+    create_rc_from_options(session.project, a)
     return 0
 
 
@@ -116,6 +127,7 @@ def cmd_submit(session: Session, a: argparse.Namespace) -> int:
         target=a.target,
         experiment=a.experiment,
         env=parse_env_assignments(a.env),
+        secret_env=tuple(a.secret_env),
         detach=a.no_wait,
     )
     print(f"RunId: {run.id}", flush=True)
@@ -165,15 +177,15 @@ def cmd_prepare(session: Session, a: argparse.Namespace) -> int:
     prepared = session.prepare(
         a.run_configuration, target=a.target, force=a.force, log=lambda t: print(t, end="", flush=True)
     )
-    print(
-        f"Environment {prepared.env_hash[:12]} {'built' if prepared.built else 'ready (cached)'}"
-        + (f": {prepared.image}" if prepared.image else "")
-    )
+    print(prepared_text(prepared))
     return 0
 
 
 def cmd_cancel(session: Session, a: argparse.Namespace) -> int:
     run = session.run(a.run)
+    if run.done:
+        print(f"{run.id}: already {run.status.value}; nothing to cancel.")
+        return 0
     run.cancel()
     run.wait(timeout=30, raise_on_failure=False)
     print(f"{run.id}: {run.status.value}")
@@ -207,12 +219,7 @@ def cmd_history_info(session: Session, a: argparse.Namespace) -> int:
         if name in ("driver_log", "driver_log.txt", "control_log", "control_log.txt"):
             sys.stdout.write(run.logs(name.split("_")[0]))
         else:
-            path = run.outputs_dir / name.removeprefix("outputs/")
-            if not path.is_file():
-                raise AmlExecError(
-                    f"Run {run.id} has no artifact '{name}'. It has: {', '.join(run.record.attachments)}."
-                )
-            sys.stdout.buffer.write(path.read_bytes())
+            sys.stdout.buffer.write(_output_file(run, name).read_bytes())
         return 0
     record = run.record
     if a.output == "json":
@@ -220,6 +227,20 @@ def cmd_history_info(session: Session, a: argparse.Namespace) -> int:
     else:
         print(text_table(["field", "value"], record_rows(record)))
     return 0
+
+
+def _output_file(run: Any, name: str) -> Path:
+    """The collected output `name` (`model.pkl` or `outputs/model.pkl`) of the run: only a file of
+    its own, by the core's rule (no absolute path, `..` or link out of the run's folder)."""
+    from .core.outputs import resolve_attachment
+
+    relative = name if name.startswith("outputs/") else f"outputs/{name.lstrip('/')}"
+    path = resolve_attachment(run.outputs_dir.parent, relative)  # AttachmentError when outside
+    if not path.is_file():
+        raise AmlExecError(
+            f"Run {run.id} has no artifact '{name}'. It has: {', '.join(run.record.attachments)}."
+        )
+    return path
 
 
 def cmd_history_download(session: Session, a: argparse.Namespace) -> int:
@@ -259,31 +280,28 @@ def cmd_history_restore(session: Session, a: argparse.Namespace) -> int:
 
 # --- parser ---------------------------------------------------------------------------------------------
 
+TARGET_TYPE_CHOICES = [t.value for t in TargetType] + ["localdocker"]
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="amlexec", description="Run scripts on compute targets and keep a run history."
-    )
-    parser.add_argument(
-        "--project", default=None, help="project folder (default: the nearest with aml_config/)"
-    )
-    verbs = parser.add_subparsers(dest="group", required=True)
 
-    def output(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
 
-    ct = verbs.add_parser("computetarget", help="attach, list, show, detach compute targets").add_subparsers(
-        dest="verb", required=True
-    )
+
+def _verbs(parent: Any, group: str, summary: str) -> Any:
+    return parent.add_parser(group, help=summary).add_subparsers(dest="verb", required=True)
+
+
+def _computetarget_parsers(verbs: Any) -> None:
+    ct = _verbs(verbs, "computetarget", "attach, list, show, detach compute targets")
     p = ct.add_parser("attach", help="write <name>.compute + <name>.runconfig")
     p.add_argument(
         "type",
         nargs="?",
-        choices=[t.value for t in TargetType] + ["localdocker"],
+        choices=TARGET_TYPE_CHOICES,
         help="target type (Workbench: attach remotedocker|cluster|remote)",
     )
     p.add_argument("-n", "--name", required=True)
-    p.add_argument("--type", dest="type_flag", choices=[t.value for t in TargetType] + ["localdocker"])
+    p.add_argument("--type", dest="type_flag", choices=TARGET_TYPE_CHOICES)
     p.add_argument("-a", "--address", help="HOST or HOST:PORT")
     p.add_argument("-u", "--username")
     p.add_argument("-k", "--key", "--private-key-file", dest="key", help="SSH private key file")
@@ -294,19 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing target")
     p.set_defaults(func=cmd_target_attach)
     p = ct.add_parser("list")
-    output(p)
+    _output(p)
     p.set_defaults(func=cmd_target_list)
     p = ct.add_parser("show")
     p.add_argument("-n", "--name", required=True)
-    output(p)
+    _output(p)
     p.set_defaults(func=cmd_target_show)
     p = ct.add_parser("detach")
     p.add_argument("-n", "--name", required=True)
     p.set_defaults(func=cmd_target_detach)
 
-    rc = verbs.add_parser("runconfiguration", help="create, list, show run configurations").add_subparsers(
-        dest="verb", required=True
-    )
+
+def _runconfiguration_parsers(verbs: Any) -> None:
+    rc = _verbs(verbs, "runconfiguration", "create, list, show run configurations")
     p = rc.add_parser("create")
     p.add_argument("-n", "--name", required=True)
     p.add_argument("-t", "--target", required=True)
@@ -315,15 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_rc_create)
     p = rc.add_parser("list")
-    output(p)
+    _output(p)
     p.set_defaults(func=cmd_rc_list)
     p = rc.add_parser("show")
     p.add_argument("-n", "--name", required=True)
     p.set_defaults(func=cmd_rc_show)
 
-    ex = verbs.add_parser("experiment", help="submit, prepare, cancel runs").add_subparsers(
-        dest="verb", required=True
-    )
+
+def _experiment_parsers(verbs: Any) -> None:
+    ex = _verbs(verbs, "experiment", "submit, prepare, cancel runs")
     p = ex.add_parser(
         "submit", help="run SCRIPT ARGS... on a target; streams its log; exits with its exit code"
     )
@@ -338,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--experiment")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pass this shell's environment variable NAME to the run, never stored (repeatable; the "
+        "history shows ***)",
+    )
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_submit)
@@ -351,15 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--target", help="ignored (kept for Workbench compatibility)")
     p.set_defaults(func=cmd_cancel)
 
-    hi = verbs.add_parser("history", help="list, inspect, download, compare, restore runs").add_subparsers(
-        dest="verb", required=True
-    )
+
+def _history_parsers(verbs: Any) -> None:
+    hi = _verbs(verbs, "history", "list, inspect, download, compare, restore runs")
     p = hi.add_parser("list")
     p.add_argument("--experiment")
     p.add_argument("-t", "--target")
     p.add_argument("--status", choices=[s.value for s in RunStatus])
     p.add_argument("-n", "--limit", type=int, default=50)
-    output(p)
+    _output(p)
     p.set_defaults(func=cmd_history_list)
     for name in ("info", "last"):
         p = hi.add_parser(name)
@@ -369,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "-f", "--follow", action="store_true", help="print the log as it streams until the run ends"
         )
-        output(p)
+        _output(p)
         p.set_defaults(func=cmd_history_info)
     p = hi.add_parser("download")
     p.add_argument("-r", "--run", required=True)
@@ -380,13 +406,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = hi.add_parser("compare")
     p.add_argument("runs", nargs="+")
     p.add_argument("--differences", action="store_true", help="only rows whose values differ")
-    output(p)
+    _output(p)
     p.set_defaults(func=cmd_history_compare)
     p = hi.add_parser("restore", help="write a run's snapshot into a folder")
     p.add_argument("-r", "--run", required=True)
     p.add_argument("-d", "--destination", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_history_restore)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`amlexec GROUP VERB ...`: Workbench's verb groups, one function each."""
+    parser = argparse.ArgumentParser(
+        prog="amlexec", description="Run scripts on compute targets and keep a run history."
+    )
+    parser.add_argument(
+        "--project", default=None, help="project folder (default: the nearest with aml_config/)"
+    )
+    verbs = parser.add_subparsers(dest="group", required=True)
+    _computetarget_parsers(verbs)
+    _runconfiguration_parsers(verbs)
+    _experiment_parsers(verbs)
+    _history_parsers(verbs)
     return parser
 
 
@@ -416,7 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("computetarget attach needs a type: local|docker|remotedocker|remote|cluster")
     try:
         session = Session.open(Path(args.project) if args.project else None)
-        return int(args.func(session, args))
+        code = int(args.func(session, args))
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return code
     except BrokenPipeError:  # `amlexec ... | head -1`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .core.compare import RunComparison
+    from .core.executors.base import PreparedEnv
     from .core.history import RunRecord
     from .core.project import ComputeTarget, RunConfiguration
 
@@ -107,3 +108,12 @@ def compare_table(comparison: RunComparison, *, only_differences: bool = False) 
     rows = comparison.differences_only() if only_differences else comparison.rows
     headers = ["", *comparison.run_ids, "differs"]
     return headers, [[f"{r.section}: {r.name}", *r.values, "*" if r.differs else ""] for r in rows]
+
+
+def prepared_text(prepared: PreparedEnv) -> str:
+    """What `prepare` did, in a line: an image built or reused, or a user-managed interpreter."""
+    if prepared.image is None and not prepared.built:
+        python = f" ({prepared.python})" if prepared.python else ""
+        return f"Environment ready: user-managed{python}, nothing to build."
+    state = "built" if prepared.built else "ready (cached, nothing built)"
+    return f"Environment {prepared.env_hash[:12]} {state}" + (f": {prepared.image}" if prepared.image else "")

@@ -22,10 +22,12 @@ Write = Callable[[str], None]
 
 @dataclass
 class TextFollower:
-    """Prints one run's events through `write`; `show_control` adds our own progress lines."""
+    """Prints one run's events through `write`; `show_control` adds our own progress lines;
+    `only_control` prints the control log alone, every phase of it (`%aml_run logs ID --control`)."""
 
     write: Write
     show_control: bool = True
+    only_control: bool = False
     summary_every: float = SUMMARY_EVERY_SECONDS
     status: RunStatus | None = None
     cursor: str | None = None
@@ -46,9 +48,13 @@ class TextFollower:
 
     def _log(self, event: LogEvent) -> None:
         if event.source == "driver":
-            self.write(event.text)
+            if not self.only_control:
+                self.write(event.text)
             return
         self._phase_lines += event.text.count("\n")
+        if self.only_control:
+            self.write(event.text)
+            return
         if self.show_control and self.status in (None, RunStatus.QUEUED, RunStatus.PREPARING):
             self.write("".join(f"  | {line}\n" for line in event.text.splitlines()))
 

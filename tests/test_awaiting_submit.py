@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_amlexec import magics
+from jupyter_amlexec.magics import awaiting as magics
 
 
 @pytest.fixture

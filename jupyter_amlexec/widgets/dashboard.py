@@ -51,6 +51,20 @@ class RunsDashboard(w.VBox):
         self.project = project
         self.page_size = page_size
         self.page = 0
+        self._make_filters(experiment, target, status, script)
+        self._make_paging_and_compare()
+        self._wire()
+        super().__init__(self._layout(), **kwargs)
+        self._live_thread: threading.Thread | None = None
+        self._lock = threading.RLock()  # the live thread and button handlers render alike
+        self._metric_names: list[str] = []
+        self.render()
+        self._ensure_live()
+
+    def _make_filters(
+        self, experiment: str | None, target: str | None, status: str | None, script: str | None
+    ) -> None:
+        """The filter and sort controls, set from the magic's flags."""
         self.experiment = w.Text(value=experiment or "", description="experiment", continuous_update=False)
         self.target = w.Text(value=target or "", description="target", continuous_update=False)
         self.status = w.Dropdown(
@@ -61,6 +75,9 @@ class RunsDashboard(w.VBox):
         self.script = w.Text(value=script or "", description="script", continuous_update=False)
         self.order = w.Dropdown(options=self._order_options(), value="created_utc", description="sort by")
         self.descending = w.ToggleButton(value=True, description="descending", icon="sort-amount-desc")
+
+    def _make_paging_and_compare(self) -> None:
+        """The page controls, the table and the compare view."""
         self.previous_button = w.Button(description="◀ previous")
         self.next_button = w.Button(description="next ▶")
         self.page_number = w.BoundedIntText(
@@ -75,6 +92,9 @@ class RunsDashboard(w.VBox):
         self.only_differences = w.Checkbox(value=False, description="only differences")
         self.comparison = w.HTML()
         self.comparison_plot = w.Image(format="png", layout=w.Layout(display="none", max_width="100%"))
+
+    def _wire(self) -> None:
+        """Every control re-renders what it changes."""
         for control in (self.experiment, self.target, self.status, self.script, self.order, self.descending):
             control.observe(lambda _change: self._reset_and_render(), names="value")
         self.previous_button.on_click(lambda _b: self._turn(-1))
@@ -82,17 +102,12 @@ class RunsDashboard(w.VBox):
         self.page_number.observe(lambda change: self._go_to(change["new"] - 1), names="value")
         self.compare_button.on_click(lambda _b: self.show_comparison())
         self.only_differences.observe(lambda _c: self.show_comparison(), names="value")
+
+    def _layout(self) -> list[w.Widget]:
+        """Filters, then sorting and paging, the table, and the compare view below it."""
         filters = w.HBox([self.experiment, self.target, self.status, self.script])
-        sorting = w.HBox(
-            [
-                self.order,
-                self.descending,
-                self.previous_button,
-                self.page_number,
-                self.page_count,
-                self.next_button,
-            ]
-        )
+        pages = [self.previous_button, self.page_number, self.page_count, self.next_button]
+        sorting = w.HBox([self.order, self.descending, *pages])
         compare = w.VBox(
             [
                 w.HBox([self.selection, w.VBox([self.compare_button, self.only_differences])]),
@@ -100,12 +115,7 @@ class RunsDashboard(w.VBox):
                 self.comparison_plot,
             ]
         )
-        super().__init__([filters, sorting, self.table, compare], **kwargs)
-        self._live_thread: threading.Thread | None = None
-        self._lock = threading.RLock()  # the live thread and button handlers render alike
-        self._metric_names: list[str] = []
-        self.render()
-        self._ensure_live()
+        return [filters, sorting, self.table, compare]
 
     # --- queries --------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..core.errors import AmlExecError
 from ..core.models import LogEvent, MetricEvent, OutputsEvent, RunEvent, RunStatus, StatusEvent
 from . import plots
 from .render import log_html, metrics_html, outputs_html, run_html, status_html
@@ -269,11 +270,17 @@ class RunWidget(w.VBox):
         self.refresh(log=False, metrics=False, outputs=False)
 
     def _rerun(self) -> None:
-        again = RunWidget(self.run.rerun())
+        """Run the snapshot again below this widget; a refused rerun says why there (a button's
+        exception would only reach the kernel's log, where nobody looks)."""
+        from IPython.display import display
+
         self.rerun_area.clear_output()
         with self.rerun_area:
-            from IPython.display import display
-
+            try:
+                again = RunWidget(self.run.rerun())
+            except AmlExecError as exc:
+                print(f"Rerun refused: {exc.explained()}")
+                return
             display(again)
         again.start()
 

@@ -18,6 +18,7 @@ import pytest
 from jupyter_amlexec.core import history as history_module
 from jupyter_amlexec.core.errors import HistoryError, RunNotFoundError
 from jupyter_amlexec.core.history import History, RunRecord
+from jupyter_amlexec.core.history import queries as history_queries
 from jupyter_amlexec.core.models import Metric, RunStatus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -460,7 +461,7 @@ def test_metric_names_follow_the_filters(
     runs: tuple[History, dict[str, RunRecord]], monkeypatch: pytest.MonkeyPatch, few_runs: int
 ) -> None:
     # (both plans: probing each name in the metric index, and reading the few matching runs)
-    monkeypatch.setattr(history_module, "FEW_RUNS", few_runs)
+    monkeypatch.setattr(history_queries, "FEW_RUNS", few_runs)
     history, _ = runs
     assert history.metric_names() == ["Accuracy", "f1", "loss"]
     assert history.metric_names(project="A") == ["Accuracy", "loss"]

@@ -1,0 +1,271 @@
+"""Reading many runs: filters, sorting (also by a metric) and paging done in SQL, counts and
+metric names, so a dashboard page of 100k runs is one indexed query."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import RunNotFoundError
+from ..models import RunStatus
+from .records import RunRecord
+from .store import PARAMS_PER_QUERY, HistoryStore
+
+FEW_RUNS = 2000  # below this many matching runs, reading them all beats walking a metric index
+
+_ORDER_COLUMNS = {
+    "created_utc": "r.created_ms",
+    "created": "r.created_ms",
+    "run_number": "r.run_number",
+    "status": "r.status",
+    "target": "r.target",
+    "script_name": "r.script_name",
+    "script": "r.script_name",
+    "experiment": "r.experiment",
+    "project": "r.project",
+    "duration": "r.duration_ms",  # NULL (sorted as smallest) until the run ends
+    "start_time_utc": "r.start_time_utc",
+    "end_time_utc": "r.end_time_utc",
+    "run_id": "r.run_id",
+}
+_FILTERS = {
+    "project": "project",
+    "experiment": "experiment",
+    "target": "target",
+    "status": "status",
+    "script": "script_name",
+}
+
+
+class RunQueries(HistoryStore):
+    """Filtered, sorted, paged reads of the runs."""
+
+    def query(
+        self,
+        *,
+        project: str | None = None,
+        experiment: str | None = None,
+        target: str | None = None,
+        status: str | RunStatus | Sequence[str] | None = None,
+        script: str | None = None,
+        order_by: str = "created_utc",
+        descending: bool = True,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Runs matching the filters, sorted and paged in SQL (also by a metric: "metric:<name>").
+
+        Sorted by a metric, runs with a numeric value come first (in the asked direction), then runs
+        with a text value, then runs that never logged it; ties fall back to submit time.
+        """
+        where, params = _where(
+            {
+                "project": project,
+                "experiment": experiment,
+                "target": target,
+                "status": status,
+                "script": script,
+            }
+        )
+        direction = "DESC" if descending else "ASC"
+        if order_by.startswith("metric:"):
+            rowids = self._page_by_metric(order_by[len("metric:") :], where, params, direction, limit, offset)
+        else:
+            try:
+                column = _ORDER_COLUMNS[order_by]
+            except KeyError:
+                known = ", ".join(sorted(_ORDER_COLUMNS)) + ", metric:<name>"
+                raise ValueError(f"Cannot sort runs by {order_by!r}; use one of {known}.") from None
+            terms = dict.fromkeys([column, "r.created_ms", "r.rowid"])
+            order = ", ".join(f"{t} {direction}" for t in terms)
+            # Sorting rowids (not whole rows) keeps deep pages cheap; the index often covers them.
+            rowids = [
+                r[0]
+                for r in self._db().execute(
+                    f"SELECT r.rowid FROM runs r{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                    [*params, -1 if limit is None else limit, offset],
+                )
+            ]
+        return self._records(self._rows(rowids))
+
+    def _page_by_metric(
+        self, name: str, where: str, params: list[object], direction: str, limit: int | None, offset: int
+    ) -> list[int]:
+        """Rowids of one page sorted by a metric: numeric values, then text values, then no value.
+
+        Ties go to the run that first logged the metric earlier (later with `descending`), then by
+        submit time. The order is total, so a page past the middle is read as the same page counted
+        from the end in the reverse order. Two plans give that order: with few matching runs, sort
+        them all; with many, walk the metric's index (`latest_by_name`) and stop once the page is
+        full, which costs O(offset + page) instead of O(runs).
+        """
+        db = self._db()
+        matching = self._count_where(where, params)
+        if matching == 0 or offset >= matching:
+            return []
+        size = matching - offset if limit is None else min(limit, matching - offset)
+        flip = 2 * offset + size > matching
+        if flip:
+            offset = matching - offset - size
+            direction = "ASC" if direction == "DESC" else "DESC"
+        total = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]  # runs are never deleted
+        if (offset + size) * total / matching >= matching:
+            page = self._metric_page_sorted(name, where, params, direction, flip, size, offset)
+        else:
+            page = self._metric_page_walked(name, where, params, direction, flip, size, offset)
+        return page[::-1] if flip else page
+
+    def _metric_page_sorted(
+        self, name: str, where: str, params: list[object], d: str, flip: bool, size: int, offset: int
+    ) -> list[int]:
+        """Sort every matching run (a LEFT JOIN on the metric); cheap when few runs match."""
+        missing_last = "DESC" if flip else "ASC"  # numbers, then text, then missing (reversed if flipped)
+        sql = (
+            "SELECT r.rowid FROM runs r LEFT JOIN latest_metrics m ON m.run_id = r.run_id AND m.name = ?"
+            f"{where} ORDER BY m.run_id IS NULL {missing_last}, m.num IS NULL {missing_last}, m.num {d},"
+            f" m.txt {d}, m.rowid {d}, r.created_ms {d}, r.rowid {d} LIMIT ? OFFSET ?"
+        )
+        return [r[0] for r in self._db().execute(sql, [name, *params, size, offset])]
+
+    def _metric_page_walked(
+        self, name: str, where: str, params: list[object], d: str, flip: bool, size: int, offset: int
+    ) -> list[int]:
+        """Walk the metric's index in order, segment by segment, until the page is full."""
+        db = self._db()
+        also = where.replace(" WHERE ", " AND ", 1)
+        # CROSS JOIN pins the join order: the metric index drives, runs are looked up per entry.
+        segments = [
+            "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
+            f" WHERE m.name = ? AND m.num IS NOT NULL{also} ORDER BY m.num {d}, m.rowid {d}",
+            "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
+            f" WHERE m.name = ? AND m.num IS NULL{also} ORDER BY m.txt {d}, m.rowid {d}",
+            "SELECT r.rowid FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics m"
+            f" WHERE m.run_id = r.run_id AND m.name = ?){also} ORDER BY r.created_ms {d}, r.rowid {d}",
+        ]
+        if flip:
+            segments.reverse()
+        out: list[int] = []
+        skip, need = offset, size
+        for sql in segments:
+            if need <= 0:
+                break
+            rows = [r[0] for r in db.execute(f"{sql} LIMIT ? OFFSET ?", [name, *params, need, skip])]
+            out.extend(rows)
+            need -= len(rows)
+            if skip and not rows:  # the page starts past this segment: skip over all of it
+                length = db.execute(f"SELECT COUNT(*) FROM ({sql})", [name, *params]).fetchone()[0]
+                skip = max(0, skip - length)
+            elif rows:
+                skip = 0
+        return out
+
+    def _rows(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
+        """The runs rows for `rowids`, in that order."""
+        found: dict[int, sqlite3.Row] = {}
+        for start in range(0, len(rowids), PARAMS_PER_QUERY):
+            chunk = list(rowids[start : start + PARAMS_PER_QUERY])
+            marks = ",".join("?" * len(chunk))
+            for row in self._db().execute(
+                f"SELECT rowid AS rowid_, * FROM runs WHERE rowid IN ({marks})", chunk
+            ):
+                found[row["rowid_"]] = row
+        return [found[i] for i in rowids if i in found]
+
+    def _count_where(self, where: str, params: Sequence[object]) -> int:
+        return int(self._db().execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0])
+
+    def count(self, **filters: Any) -> int:
+        """How many runs match the filters of `query`."""
+        where, params = _where(filters)
+        return self._count_where(where, params)
+
+    def metric_names(self, **filters: Any) -> list[str]:
+        """Names of the metrics logged by the runs matching the filters of `query`, sorted.
+
+        The catalog (project, experiment, name) answers without touching the runs; other filters
+        check each candidate name with a lookup that stops at its first matching run, or, when few
+        runs match, read those runs' metrics.
+        """
+        where, params = _where(filters)
+        clauses: list[str] = []
+        catalog_params: list[object] = []
+        for key in ("project", "experiment"):
+            value = filters.get(key)
+            if value is not None:
+                values = _values(value)
+                clauses.append(f"{key} IN ({','.join('?' * len(values))})")
+                catalog_params.extend(values)
+        catalog_where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        db = self._db()
+        names = [
+            r[0]
+            for r in db.execute(
+                f"SELECT DISTINCT name FROM metric_catalog{catalog_where} ORDER BY name", catalog_params
+            )
+        ]
+        if not {k for k, v in filters.items() if v is not None} - {"project", "experiment"}:
+            return names
+        if self._count_where(where, params) <= FEW_RUNS:  # few runs: read their metrics directly
+            rows = db.execute(
+                f"SELECT DISTINCT m.name FROM runs r JOIN latest_metrics m ON m.run_id = r.run_id{where}"
+                " ORDER BY m.name",
+                params,
+            )
+            return [r[0] for r in rows]
+        also = where.replace(" WHERE ", " AND ", 1)
+        probe = (
+            "SELECT 1 FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
+            f" WHERE m.name = ?{also} LIMIT 1"
+        )
+        return [name for name in names if db.execute(probe, [name, *params]).fetchone()]
+
+    def last(self, project: str | None = None) -> RunRecord:
+        """The most recently submitted run (of `project`)."""
+        runs = self.query(project=project, limit=1)
+        if not runs:
+            raise RunNotFoundError("(last)" if project is None else f"(last of {project})", self.home)
+        return runs[0]
+
+
+def _values(value: object) -> list[str]:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [v.value if isinstance(v, RunStatus) else str(v) for v in value]
+    return [value.value if isinstance(value, RunStatus) else str(value)]
+
+
+def status_name(value: str) -> str:
+    """A run status as stored ("Running"), from any spelling ("running"); ValueError naming the valid ones."""
+    for status in RunStatus:
+        if value.lower() == status.value.lower():
+            return status.value
+    raise ValueError(f"Unknown run status {value!r}; use one of {', '.join(s.value for s in RunStatus)}.")
+
+
+def _is_pattern(value: str) -> bool:
+    return any(c in value for c in "*?[")
+
+
+def _where(filters: Mapping[str, object]) -> tuple[str, list[object]]:
+    """SQL for the query filters; a list/tuple/set value matches any of its items, a value with
+    * ? or [ is a shell-style pattern (case-sensitive), a status matches in any case."""
+    unknown = set(filters) - set(_FILTERS)
+    if unknown:
+        raise ValueError(f"Unknown run filter(s) {sorted(unknown)}; use {sorted(_FILTERS)}.")
+    clauses: list[str] = []
+    params: list[object] = []
+    for key, column in _FILTERS.items():
+        value = filters.get(key)
+        if value is None:
+            continue
+        values = _values(value)
+        if key == "status":
+            values = [status_name(v) for v in values]
+        if len(values) == 1 and key != "status" and _is_pattern(values[0]):
+            clauses.append(f"r.{column} GLOB ?")  # shell-style pattern: train*, *lr*
+        elif len(values) == 1:
+            clauses.append(f"r.{column} = ?")
+        else:
+            clauses.append(f"r.{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

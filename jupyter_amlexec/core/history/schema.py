@@ -1,0 +1,151 @@
+"""The history's SQLite schema and the migrations that bring an older file up to date in place.
+
+Version 1 (the first release) kept attachments as a JSON column of `runs` and had no numeric column
+in `metrics`; `migrate` and `backfill` upgrade such a file inside the schema transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+SCHEMA_VERSION = 4  # 3: runs_filters, a covering index; 4: cancel requests
+LOG_FILES = ("driver_log.txt", "control_log.txt")
+SORT_TEXT_CHARS = 100  # a text metric sorts by its first 100 characters (kept in an index)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    run_number INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    project_path TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_detail TEXT,
+    created_ms INTEGER NOT NULL,
+    created_utc TEXT NOT NULL,
+    start_time_utc TEXT,
+    end_time_utc TEXT,
+    duration_ms INTEGER,
+    target TEXT NOT NULL,
+    target_type TEXT NOT NULL,
+    run_configuration TEXT NOT NULL,
+    script_name TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    snapshot_id TEXT,
+    exit_code INTEGER,
+    error TEXT,
+    description TEXT,
+    properties TEXT NOT NULL,
+    handle TEXT,
+    follower_pid INTEGER,
+    follower_started INTEGER,
+    raw_offset INTEGER NOT NULL DEFAULT 0,
+    log_size INTEGER NOT NULL DEFAULT 0,
+    raw_cursor TEXT,
+    cancel_requested_utc TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_project ON runs(project, created_ms);
+CREATE INDEX IF NOT EXISTS runs_project_number ON runs(project, run_number);
+CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created_ms);
+CREATE INDEX IF NOT EXISTS runs_target ON runs(target, created_ms);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_ms);
+CREATE INDEX IF NOT EXISTS runs_script ON runs(script_name, created_ms);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created_ms);
+CREATE INDEX IF NOT EXISTS runs_filters ON runs(project, experiment, status, target, script_name);
+CREATE INDEX IF NOT EXISTS runs_duration ON runs(duration_ms);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    num REAL,
+    logged_utc TEXT NOT NULL,
+    PRIMARY KEY (run_id, name, step)
+);
+CREATE TABLE IF NOT EXISTS latest_metrics (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    num REAL,
+    txt TEXT,
+    logged_utc TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE INDEX IF NOT EXISTS latest_by_name ON latest_metrics(name, num, txt);
+CREATE TABLE IF NOT EXISTS metric_catalog (
+    project TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (project, experiment, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attachments (
+    run_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (run_id, position)
+) WITHOUT ROWID;
+"""
+
+
+def migrate(db: sqlite3.Connection) -> set[str]:
+    """Add what version 2 added to the tables of a version-1 file; returns runs' old columns."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "runs" not in tables:
+        return set()
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    for name, decl in (
+        ("status_detail", "TEXT"),
+        ("follower_started", "INTEGER"),
+        ("duration_ms", "INTEGER"),
+        ("raw_cursor", "TEXT"),
+        ("cancel_requested_utc", "TEXT"),
+    ):
+        if name not in columns:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+    db.execute(
+        "UPDATE runs SET duration_ms = CAST(ROUND((julianday(end_time_utc) - julianday(start_time_utc))"
+        " * 86400000) AS INTEGER) WHERE duration_ms IS NULL AND end_time_utc IS NOT NULL"
+    )
+    if "metrics" in tables and "num" not in {r[1] for r in db.execute("PRAGMA table_info(metrics)")}:
+        db.execute("ALTER TABLE metrics ADD COLUMN num REAL")
+        db.execute(
+            "UPDATE metrics SET num = CAST(value AS REAL) WHERE json_type(value) IN ('integer', 'real')"
+        )
+    if "latest_metrics" in tables and "txt" not in {
+        r[1] for r in db.execute("PRAGMA table_info(latest_metrics)")
+    }:
+        db.execute("DROP TABLE latest_metrics")  # rebuilt from the series by backfill
+        db.execute("DROP INDEX IF EXISTS latest_by_name")
+    return columns
+
+
+def backfill(db: sqlite3.Connection, old_columns: set[str]) -> None:
+    """Fill the tables version 2 added from what a version-1 file holds."""
+    if not old_columns:
+        return
+    if db.execute("SELECT COUNT(*) FROM latest_metrics").fetchone()[0] == 0:
+        db.execute(
+            "INSERT INTO latest_metrics (run_id, name, step, kind, value, num, logged_utc, txt)"
+            " SELECT m.run_id, m.name, m.step, m.kind, m.value, m.num, m.logged_utc, CASE WHEN m.num IS NOT"
+            f" NULL THEN NULL WHEN json_type(m.value) = 'text' THEN substr(json_extract(m.value, '$'), 1,"
+            f" {SORT_TEXT_CHARS}) ELSE substr(m.value, 1, {SORT_TEXT_CHARS}) END FROM metrics m"
+            " JOIN (SELECT run_id, name, MAX(step) AS step FROM metrics GROUP BY run_id, name) last"
+            " ON last.run_id = m.run_id AND last.name = m.name AND last.step = m.step"
+            " ORDER BY m.run_id, m.rowid"
+        )
+    db.execute(
+        "INSERT OR IGNORE INTO metric_catalog (project, experiment, name) SELECT DISTINCT r.project,"
+        " r.experiment, m.name FROM latest_metrics m JOIN runs r ON r.run_id = m.run_id"
+    )
+    if "attachments" in old_columns:
+        for run_id, text in db.execute("SELECT run_id, attachments FROM runs").fetchall():
+            paths = [p for p in json.loads(text or "[]") if p not in LOG_FILES]
+            db.executemany(
+                "INSERT OR IGNORE INTO attachments (run_id, position, path) VALUES (?,?,?)",
+                [(run_id, i, p) for i, p in enumerate(paths)],
+            )
