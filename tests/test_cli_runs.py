@@ -258,13 +258,6 @@ def test_a_reader_that_closed_its_end_gets_no_traceback(project: Path, home: Pat
         assert (cli.wait(timeout=60), errors) == (0, ""), args
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lead: core/follow.py RunFollowerView.step() reads the driver log before the control"
-    " log (SOURCES = ('driver', 'control')), so when one step sees both — any fast run, or a replay of"
-    " an ended run — the script's output is printed before the Preparing lines that came before it;"
-    " fix: SOURCES = ('control', 'driver') (the cursor names its fields, so nothing else changes)",
-)
 def test_following_an_ended_run_prints_its_phases_in_order(project: Path, home: Path) -> None:
     # Given a run that has ended
     (project / "hi.py").write_text("print('the script speaks')\n")

@@ -113,13 +113,6 @@ def test_submit_mistakes_name_the_fix(project: Path, home: Path) -> None:
     assert all("Traceback" not in text for text in out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lead: the local executor keeps the script's raw stdout in runs/<id>/executor/raw.log"
-    " after the run, so a secret the script prints is stored in clear text there (the driver log is"
-    " redacted); fix in core/executors/local.py: remove raw.log in the handle's cleanup() once the"
-    " final checkpoint is written, or redact it as the driver log is",
-)
 def test_no_file_of_the_history_holds_a_secret_the_script_printed(project: Path, home: Path) -> None:
     cells = [
         "%load_ext jupyter_amlexec",

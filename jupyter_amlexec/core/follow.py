@@ -19,7 +19,7 @@ from .history import History
 from .models import LogEvent, Metric, MetricEvent, RunEvent, RunStatus, StatusEvent
 
 POLL_SECONDS = 0.05  # how often a follower looks for news: the latency a reader in another process sees
-SOURCES = ("driver", "control")
+SOURCES = ("control", "driver")  # our phases before the output they lead to
 
 
 @dataclass(frozen=True)

@@ -125,11 +125,6 @@ def test_disk_full_while_outputs_are_collected(project: Path, small_disk: Path) 
     next_run_works(project, home)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lead: history.append_log turning OSError into HistoryError naming the log file and the fix "
-    "(and cutting the partial write back), so runner._fail records it without a traceback",
-)
 def test_disk_full_while_the_history_is_written(project: Path, small_disk: Path) -> None:
     # Given a run whose log fits once on the history's disk but not twice (raw log + history copy)
     home = small_disk / "home"

@@ -288,7 +288,10 @@ class LocalRunHandle:
         return collect_directory(self.work_dir / "outputs", dest, max_file_bytes, log)
 
     def cleanup(self) -> None:
+        """The work dir, and the raw log: it holds the script's output unredacted, and the runner
+        has the whole (redacted) log in the history by now."""
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.raw_log.unlink(missing_ok=True)
 
 
 def _sleep_until_exit(pid: int, timeout: float) -> None:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import RunNotFoundError
+from ..errors import HistoryError, RunNotFoundError
 from ..models import Metric
 from .records import utc_now
 from .schema import SORT_TEXT_CHARS
@@ -26,10 +26,22 @@ class RunLogs(HistoryStore):
     def append_log(self, run_id: str, text: str, source: str = "driver") -> int:
         """Append to a run's log (appends, not atomic rewrites: a crash keeps what was written)."""
         path = self._log_path(run_id, source)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
-            f.write(text.encode("utf-8"))
-            return f.tell()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                start = f.tell()
+                try:
+                    f.write(text.encode("utf-8"))
+                    f.flush()
+                except OSError:
+                    f.truncate(start)  # no half line left for a reader (or a checkpoint) to see
+                    raise
+                return f.tell()
+        except OSError as exc:
+            raise HistoryError(
+                f"Cannot write {path}: {exc.strerror}. Free space on the file system of {self.home} "
+                f"(AMLEXEC_HOME), or set AMLEXEC_HOME to another folder."
+            ) from exc
 
     def truncate_log(self, run_id: str, size: int, source: str = "driver") -> None:
         """Cut a log back to `size` bytes (text a dead follower wrote after its last checkpoint)."""

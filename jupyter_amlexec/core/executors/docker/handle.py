@@ -175,8 +175,10 @@ class DockerRunHandle:
         return True
 
     def cleanup(self) -> None:
-        """Remove the container, unless the target keeps them for debugging (keepContainer). Once."""
+        """Remove the container, unless the target keeps them for debugging (keepContainer). Once.
+        The raw log copy goes too: it holds the output unredacted; the history has it all by now."""
         self._copier.stop()
+        self.raw_log.unlink(missing_ok=True)
         if self._cleaned:
             return
         if self.keep_container:
