@@ -438,6 +438,7 @@ _CLI_HINTS = {
     "runconfig.list": "amlexec runconfiguration list",
     "project.init": "amlexec computetarget attach ... (writes aml_config/)",
     "runs.list": "amlexec history list",
+    "run.show": "amlexec history info -r {0}",
     "submit": "amlexec experiment submit -c {0} {1}",
 }
 

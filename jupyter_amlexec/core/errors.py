@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,15 @@ def render_hint(hint: Hint | None) -> str:
     return _renderer[0](hint)
 
 
+_E = TypeVar("_E", bound="AmlExecError")
+
+
 class AmlExecError(Exception):
     """Root of every error raised on purpose by jupyter_amlexec; `hint` names the fixing command."""
 
     hint: Hint | None = None
 
-    def with_hint(self, verb: str, *args: str) -> AmlExecError:
+    def with_hint(self: _E, verb: str, *args: str) -> _E:
         """This error, carrying the command that fixes it."""
         self.hint = Hint(verb, tuple(args))
         return self

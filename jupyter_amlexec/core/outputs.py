@@ -141,9 +141,8 @@ def _outside(run_dir: Path, name: str, why: str) -> AttachmentError:
     run_id = run_dir.name
     return AttachmentError(
         f"Attachment {name!r} is not a file of run {run_id} ({why}). Name a file relative to "
-        f"{run_dir}: driver_log.txt, control_log.txt or outputs/<file>, as listed by "
-        f"`amlexec history info -r {run_id}`."
-    )
+        f"{run_dir}: driver_log.txt, control_log.txt or outputs/<file>, as the run's record lists them."
+    ).with_hint("run.show", run_id)
 
 
 # --- the history side, shared by both collectors ---------------------------------------------------

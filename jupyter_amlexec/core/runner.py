@@ -220,7 +220,9 @@ class RunFollower:
             force=request.force_prepare,
             build=request.force_prepare or request.spec.run_configuration.prepare_environment,
         )
-        if prepared.built:
+        if not self.executor.needs_managed_environment:
+            self._control(f"User-managed environment: {prepared.python or 'the target’s own Python'}.\n")
+        elif prepared.built:
             self._control(f"Environment {prepared.env_hash[:12]} built.\n")
         else:
             self._control(f"Environment {prepared.env_hash[:12]} ready (cached).\n")

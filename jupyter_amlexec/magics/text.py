@@ -48,6 +48,7 @@ _MAGIC_HINTS = {
     "runconfig.list": "%aml_runconfig list",
     "project.init": "%aml_target init",
     "runs.list": "%aml_runs",
+    "run.show": "%aml_run show {0}",
     "submit": "%aml_submit -c {0} {1}",
 }
 

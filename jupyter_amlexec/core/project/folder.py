@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from ..config_files import ConfigWriteError, write_atomic
-from ..errors import AmlExecError, ConfigError, TargetNotFoundError
+from ..errors import AmlExecError, ConfigError, Hint, TargetNotFoundError
 from .dependencies import conda_key_warnings, spark_key_warnings
 from .files import _load_config, _plain
 from .runconfigs import _RC_KEYS, DEFAULT_CONDA_FILE, DEFAULT_SPARK_FILE, RUNCONFIG_FIELDS, RunConfiguration
@@ -65,11 +65,12 @@ class _RunConfigTargetMissing(TargetNotFoundError):
         ConfigError.__init__(
             self,
             f"Run configuration '{rc.name}' ({where}, key 'Target') names compute target '{rc.target}', "
-            f"which has no file in {project / 'aml_config'}. Known targets: {hint}. Attach it "
-            f"(%aml_target attach {rc.target} ...) or fix Target.",
+            f"which has no file in {project / 'aml_config'}. Known targets: {hint}. Attach it, or fix "
+            f"Target.",
             file=path,
             key="Target",
         )
+        self.hint = Hint("target.attach", (rc.target,))
         self.name = rc.target
         self.known = tuple(known)
 
@@ -242,12 +243,12 @@ class Project:
                 return None
             rc_path = self.run_configuration_path(rc.name)
             raise ConfigError(
-                f"points at {relative}, which does not exist in {self.root}. Create it "
-                f"(%aml_target init writes a template) or fix {key}.",
+                f"points at {relative}, which does not exist in {self.root}. Create it (the project's "
+                f"init writes a template) or fix {key}.",
                 file=rc_path if rc_path.is_file() else None,
                 key=key,
                 line=None,
-            )
+            ).with_hint("project.init")
         data, _lines, _form = _load_config(path, "dependencies")
         return data, path
 

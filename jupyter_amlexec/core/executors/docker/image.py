@@ -90,13 +90,13 @@ class EnvironmentImages:
             if ready is not None:
                 return ready
             if not build:
-                raise EnvironmentBuildError(
+                error = EnvironmentBuildError(
                     f"The environment of target '{self.settings.target_name}' is not prepared on this "
                     f"Docker engine (no image {tag}), and the run configuration says PrepareEnvironment: "
-                    f"false. Prepare it once with `%aml_target prepare {self.settings.target_name}` (or "
-                    f"`amlexec experiment prepare`), or set PrepareEnvironment: true to build it as part "
-                    f"of the run."
+                    f"false. Prepare it once, or set PrepareEnvironment: true to build it as part of the "
+                    f"run."
                 )
+                raise error.with_hint("target.prepare", self.settings.target_name)
             image_id = self._build(env, attrs, tag, log_to)
             return PreparedEnv(env_hash=key, built=True, image=image_id, python="python3", details=details)
 
