@@ -9,10 +9,11 @@ amlexec history list|info|last|download|compare|restore
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .core.api import Session, parse_env_assignments
 from .core.errors import AmlExecError, ConfigError, Hint, set_hint_renderer
 from .core.models import RunStatus
 from .core.project import TargetType
+from .core.secrets import store_in_keyring
 from .display import compare_table, prepared_text, record_rows, runs_table, targets_table, text_table
 from .textfollow import TextFollower
 
@@ -33,8 +35,32 @@ def _print_json(doc: Any) -> None:
 # --- computetarget -------------------------------------------------------------------------------------
 
 
-def attach_from_options(project: Any, a: argparse.Namespace) -> tuple[Any, Any]:
+PROMPT = "\0prompt"  # `--password` given without a value: ask for it
+
+
+def attach_password(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, str]:
+    """Workbench's `--password P`: P goes into the keyring, the .compute names the entry. A value
+    on the command line stays in shell history, so say so; `--password` alone prompts."""
+    given = getattr(a, "password", None)
+    if given is None:
+        return {}
+    if given == PROMPT:
+        given = getpass.getpass(f"Password for {a.username or ''}@{a.address or a.name}: ")
+    else:
+        warn(
+            "warning: a password given as a flag value stays in your shell (or notebook) history; "
+            "next time pass --password without a value to be asked for it, or --password-env VAR."
+        )
+    if not given:
+        raise ConfigError("--password: no password given.", key="password")
+    return {"password_keyring": store_in_keyring(a.name, a.username, given)}
+
+
+def attach_from_options(
+    project: Any, a: argparse.Namespace, warn: Callable[[str], None] = print
+) -> tuple[Any, Any]:
     """Attach a target from parsed flags; the CLI and `%aml_target attach` name them alike."""
+    secret = attach_password(a, warn)
     target, rc = project.attach_target(
         a.name,
         a.type,
@@ -46,15 +72,30 @@ def attach_from_options(project: Any, a: argparse.Namespace) -> tuple[Any, Any]:
         python_location=a.python,
         force=a.force,
         network_mode=a.network_mode,
+        **secret,
     )
     return target, rc
 
 
+def check_lines(session: Session, names: Sequence[str]) -> list[str]:
+    """One line per target: reachable and ready, or what is wrong and how to fix it."""
+    lines = []
+    for name in names:
+        try:
+            session.check(name)
+            lines.append(f"{name}: ok")
+        except AmlExecError as exc:
+            lines.append(f"{name}: {exc.explained()}")
+    return lines
+
+
 def cmd_target_attach(session: Session, a: argparse.Namespace) -> int:
-    target, rc = attach_from_options(session.project, a)
+    target, rc = attach_from_options(session.project, a, lambda text: print(text, file=sys.stderr))
     print(
         f"Attached '{target.name}' ({target.type}): wrote aml_config/{target.name}.compute and aml_config/{rc.name}.runconfig"
     )
+    if not a.no_check:
+        print("Check: " + check_lines(session, [target.name])[0])
     return 0
 
 
@@ -64,6 +105,8 @@ def cmd_target_list(session: Session, a: argparse.Namespace) -> int:
         _print_json([t.name for t in targets])
     else:
         print(text_table(*targets_table(targets, session.project.run_configurations())))
+    if a.check:
+        print("\n".join(check_lines(session, [t.name for t in targets])))
     return 0
 
 
@@ -306,6 +349,13 @@ def _computetarget_parsers(verbs: Any) -> None:
     p.add_argument("-u", "--username")
     p.add_argument("-k", "--key", "--private-key-file", dest="key", help="SSH private key file")
     p.add_argument("--password-env", help="name of the environment variable holding the password")
+    p.add_argument(
+        "--password",
+        nargs="?",
+        const=PROMPT,
+        help="kept in the keyring, never in aml_config/ (without a value: asked for)",
+    )
+    p.add_argument("--no-check", action="store_true", help="do not check the target after attaching")
     p.add_argument("--base-image", help="baseDockerImage")
     p.add_argument("--python", help="pythonLocation")
     p.add_argument("--network-mode", help="Docker network for runs and builds: host, none, bridge, <name>")
@@ -313,6 +363,7 @@ def _computetarget_parsers(verbs: Any) -> None:
     p.set_defaults(func=cmd_target_attach)
     p = ct.add_parser("list")
     _output(p)
+    p.add_argument("--check", action="store_true", help="check every target: reachable, ready, the fix")
     p.set_defaults(func=cmd_target_list)
     p = ct.add_parser("show")
     p.add_argument("-n", "--name", required=True)

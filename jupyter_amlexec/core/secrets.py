@@ -137,3 +137,29 @@ def resolve_secret(
             )
         return str(value)
     return None
+
+
+KEYRING_SERVICE = "jupyter_amlexec"
+
+
+def store_in_keyring(target: str, username: str | None, password: str) -> str:
+    """Keep a password given to `attach` in the keyring (Workbench's `--password P` stored it in its
+    cloud credential service); returns the `passwordKeyring` entry the .compute file names."""
+    try:
+        import keyring
+    except ImportError:
+        raise SecretError(
+            "A password given to attach is kept in the system keyring, but the `keyring` package is not "
+            "installed: pip install keyring (or pass --password-env VAR naming a variable instead).",
+            key="password",
+        ) from None
+    service, user = f"{KEYRING_SERVICE}:{target}", username or target
+    try:
+        keyring.set_password(service, user, password)
+    except Exception as exc:  # noqa: BLE001 - every backend failure means the same to the user
+        raise SecretError(
+            f"The keyring could not store the password of target '{target}' ({type(exc).__name__}: {exc}). "
+            f"Configure a keyring backend, or pass --password-env VAR instead.",
+            key="password",
+        ) from exc
+    return f"{service}/{user}"

@@ -22,6 +22,13 @@ TARGET_VERBS = ("list", "attach", "show", "detach", "use", "prepare", "init")
 @argument("--username", help="SSH user (remote targets)")
 @argument("--key", help="SSH private key file (never copied into aml_config/)")
 @argument("--password-env", help="NAME of the environment variable holding the password")
+@argument(
+    "--password",
+    nargs="?",
+    const="\0prompt",
+    help="kept in the keyring, never in aml_config/ (no value: asked for)",
+)
+@argument("--no-check", action="store_true", help="do not check the target after attaching")
 @argument("--base-image", help="baseDockerImage for docker targets")
 @argument("--python", help="pythonLocation: the interpreter to run (local/remote)")
 @argument("--network-mode", help="Docker network for runs and builds: host, none, bridge, <name>")
@@ -79,19 +86,30 @@ def one_name(rest: str, verb: str) -> str:
 
 
 def _target_list(session: Any, rest: str) -> None:
+    from ..cli import check_lines
     from ..display import targets_table
 
     project = session.project
+    words = shlex.split(strip_comment(rest))
+    if words not in ([], ["--check"]):
+        raise UsageError(
+            "%aml_target list takes only --check (check every target: reachable, ready, the fix)."
+        )
     show_table(*targets_table(project.targets(), project.run_configurations()))
+    if words:
+        print("\n".join(check_lines(session, [t.name for t in project.targets()])))
 
 
 def _target_attach(session: Any, rest: str) -> None:
-    from ..cli import attach_from_options  # the flags are the CLI's; imported when used
+    from ..cli import attach_from_options, check_lines  # the flags are the CLI's; imported when used
 
-    target, rc = attach_from_options(session.project, parse(target_attach_flags, rest))
+    opts = parse(target_attach_flags, rest)
+    target, rc = attach_from_options(session.project, opts)
     print(
         f"Attached '{target.name}' ({target.type}): aml_config/{target.name}.compute, aml_config/{rc.name}.runconfig"
     )
+    if not opts.no_check:
+        print("Check: " + check_lines(session, [target.name])[0])
 
 
 def _target_show(session: Any, rest: str) -> None:
