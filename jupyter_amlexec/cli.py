@@ -77,6 +77,13 @@ def attach_from_options(
     return target, rc
 
 
+def print_problems(session: Session, kind: str) -> None:
+    """After a listing: each file of that kind that could not be read, or was read with a warning."""
+    for problem in session.project.config_problems():
+        if problem.kind == kind or (kind == "run configuration" and problem.kind == "dependencies"):
+            print(f"{problem.severity}: {problem.message}", file=sys.stderr)
+
+
 def check_lines(session: Session, names: Sequence[str]) -> list[str]:
     """One line per target: reachable and ready, or what is wrong and how to fix it."""
     lines = []
@@ -105,6 +112,7 @@ def cmd_target_list(session: Session, a: argparse.Namespace) -> int:
         _print_json([t.name for t in targets])
     else:
         print(text_table(*targets_table(targets, session.project.run_configurations())))
+    print_problems(session, "compute target")
     if a.check:
         print("\n".join(check_lines(session, [t.name for t in targets])))
     return 0
@@ -151,6 +159,7 @@ def cmd_rc_list(session: Session, a: argparse.Namespace) -> int:
         _print_json([f"{rc.name}.runconfig" for rc in rcs])
     else:
         print(text_table(["name", "target", "framework"], [[rc.name, rc.target, rc.framework] for rc in rcs]))
+    print_problems(session, "run configuration")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -96,8 +97,16 @@ def _target_list(session: Any, rest: str) -> None:
             "%aml_target list takes only --check (check every target: reachable, ready, the fix)."
         )
     show_table(*targets_table(project.targets(), project.run_configurations()))
+    _problems(project, ("compute target",))
     if words:
         print("\n".join(check_lines(session, [t.name for t in project.targets()])))
+
+
+def _problems(project: Any, kinds: tuple[str, ...]) -> None:
+    """Files of aml_config/ a listing left out (or read with a warning), each with its message."""
+    for problem in project.config_problems():
+        if problem.kind in kinds:
+            print(f"{problem.severity}: {problem.message}", file=sys.stderr)
 
 
 def _target_attach(session: Any, rest: str) -> None:
@@ -160,6 +169,7 @@ def runconfig_command(session: Any, line: str) -> None:
                 [rc.name, rc.target, rc.framework] for rc in project.run_configurations()
             ]
             show_table(["name", "target", "framework"], rows)
+            _problems(project, ("run configuration", "dependencies"))
         elif verb == "show":
             print(project.run_configuration(rest.strip(), check_target=False).to_text(), end="")
         elif verb == "create":

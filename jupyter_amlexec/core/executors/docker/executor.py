@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ...errors import TargetUnavailableError
+from ...errors import ConfigError, TargetUnavailableError
 from ...models import EnvironmentSpec
 from ...project import ComputeTarget
 from ...snapshot import Snapshot
@@ -30,6 +30,13 @@ class DockerExecutor:
         self.target = target
         self.home = home
         self.settings = DockerSettings.from_target(target)  # ConfigError here for a bad key
+        if not self.settings.base_image:  # refused before a run is recorded
+            raise ConfigError(
+                "no baseDockerImage: a Docker target runs in an image. Add `baseDockerImage: IMAGE` "
+                "(e.g. python:3.11-slim, or an image of your registry).",
+                file=self.settings.compute_file,
+                key="baseDockerImage",
+            )
         self.needs_managed_environment = not self.settings.user_managed_environment
         self._connect = connect
         self._client: Any = None
