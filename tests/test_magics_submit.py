@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.test_magics_targets import run_cells
 
 SECRET = "s3cr3t-value-42"
