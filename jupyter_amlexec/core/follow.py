@@ -114,6 +114,19 @@ class RunFollowerView:
         return events
 
 
+def current_cursor(history: History, run_id: str) -> FollowCursor:
+    """Where the run's record ends now: a follower from here sees only what comes next."""
+    run_dir = history.run_dir(run_id)
+    sizes = []
+    for source in ("driver", "control"):
+        try:
+            sizes.append((run_dir / f"{source}_log.txt").stat().st_size)
+        except FileNotFoundError:
+            sizes.append(0)
+    rows = history.metric_rows_after(run_id, 0)
+    return FollowCursor(sizes[0], sizes[1], rows[-1][0] if rows else 0)
+
+
 def follow(
     history: History,
     run_id: str,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import fnmatch
 import html
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import RunFailedError
-from .follow import wait_terminal
-from .history import RunRecord
+from .follow import POLL_SECONDS, RunFollowerView, current_cursor, wait_terminal
+from .history import History, RunRecord
 from .models import Metric, RunEvent, RunStatus
 from .outputs import resolve_attachment
 
@@ -73,11 +74,14 @@ class Run:
     # --- following -------------------------------------------------------------------------------
 
     def subscribe(self, listener: Callable[[RunEvent], None]) -> Callable[[], None]:
-        """Receive this run's events (on the follower thread) while this process follows it."""
+        """Receive this run's events from now on, on another thread: from this process's follower, or
+        through the history (`follow`) when another process follows the run. Returns unsubscribe."""
         follower = self._session.follower(self.id)
-        if follower is None:
+        if follower is not None:
+            return follower.bus.subscribe(listener)
+        if self.done:
             return lambda: None
-        return follower.bus.subscribe(listener)
+        return _history_listener(self._session.history, self.id, listener)
 
     def wait(self, timeout: float | None = None, *, raise_on_failure: bool = True) -> Run:
         """Block until the run is terminal (or `timeout` passes); raise RunFailedError if it failed.
@@ -152,6 +156,25 @@ class Run:
             for k, v in rows
         )
         return f"<table class='amlexec-run'>{body}</table>"
+
+
+def _history_listener(
+    history: History, run_id: str, listener: Callable[[RunEvent], None]
+) -> Callable[[], None]:
+    """Events of a run another process follows, read from the history from now on (a thread)."""
+    view = RunFollowerView(history, run_id, str(current_cursor(history, run_id)))
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            for event in view.step():
+                listener(event)
+            if view.finished:
+                return
+            stop.wait(POLL_SECONDS)
+
+    threading.Thread(target=pump, name=f"amlexec-listen-{run_id}", daemon=True).start()
+    return stop.set
 
 
 def _short(value: object) -> str:

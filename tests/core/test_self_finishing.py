@@ -235,3 +235,27 @@ def _pgid(proc: Path) -> int | None:
         return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def test_a_run_followed_by_another_process_still_reaches_listeners_here(project: Path, home: Path) -> None:
+    # Given a run driven by another process (the CLI's guardian)
+    (project / "job.py").write_text(NUMBERED)
+    result = _amlexec(project, "experiment", "submit", "-a", "-c", "local", "job.py", "20", "0.1")
+    run_id = result.stdout.split()[1]
+    _wait_for_line(home, "line 1")
+    # When this process subscribes to it (as the live widget does)
+    events: list[object] = []
+    Session.open(project, home).run(run_id).subscribe(events.append)
+    _wait_terminal_in_sqlite(home, run_id)
+    deadline = time.monotonic() + 10
+    while (
+        not any(isinstance(e, StatusEvent) and e.status.terminal for e in events)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    # Then the lines that came after, the metric and the end arrived here too, each line once
+    text = "".join(e.text for e in events if isinstance(e, LogEvent) and e.source == "driver")
+    seen = _numbered_lines(text)
+    assert seen and seen == list(range(seen[0], 20)) and seen[0] <= 3
+    assert any(isinstance(e, MetricEvent) for e in events)
+    assert isinstance(events[-1], StatusEvent) and events[-1].status.value == "Completed"
