@@ -1,6 +1,6 @@
 # Spark infrastructure for the tests, all on loopback and all real: a Spark standalone master +
 # worker (pyspark 4.x), a single-node YARN (Hadoop's MiniYARNCluster, the Hadoop version of the
-# pyspark wheel) and an Apache Livy server over a Spark 3.5. Downloads, venvs and jars are cached
+# pyspark wheel) and an Apache Livy server (0.7.1, the newest on Maven Central) over a Spark 3.5. Downloads, venvs and jars are cached
 # under $INFRA keyed by version; each ensure_* function is idempotent (a service that already
 # answers is reused), waits until its service really answers, exports what the tests read
 # (AMLEXEC_TEST_*), and appends every PID it starts to STARTED_PIDS (stopped at exit by common.sh).
@@ -9,7 +9,7 @@
 
 SPARK_PYSPARK_VERSION="${AMLEXEC_TEST_PYSPARK_VERSION:-4.3.0}"
 LIVY_PYSPARK_VERSION="${AMLEXEC_TEST_LIVY_PYSPARK_VERSION:-3.5.9}"
-LIVY_VERSION=0.9.0-incubating
+LIVY_VERSION=0.7.1-incubating # the newest on Maven Central
 SPARK_MASTER_PORT="${AMLEXEC_TEST_SPARK_MASTER_PORT:-7077}"
 SPARK_MASTER_WEBUI_PORT="${AMLEXEC_TEST_SPARK_MASTER_WEBUI_PORT:-18080}"
 SPARK_MASTER_REST_PORT="${AMLEXEC_TEST_SPARK_MASTER_REST_PORT:-16066}"
@@ -100,7 +100,9 @@ spark_standalone_prepare() {
 
 spark_master_json() { curl -fsS -m 3 "http://127.0.0.1:$SPARK_MASTER_WEBUI_PORT/json/" 2>/dev/null; }
 spark_master_alive() { spark_master_json | grep -q '"status" *: *"ALIVE"'; }
-spark_worker_alive() { spark_master_json | tr -d ' \n' | grep -q '"state":"ALIVE","cores"\|"workers":\[{[^]]*"state":"ALIVE"'; }
+spark_worker_alive() {
+  spark_master_json | python3 -c 'import json, sys; sys.exit(not any(w.get("state") == "ALIVE" for w in json.load(sys.stdin).get("workers", [])))' 2>/dev/null
+}
 
 spark_standalone_start() {
   local home venv="$INFRA/spark/pyspark-$SPARK_PYSPARK_VERSION" dir="$INFRA/spark/standalone"
@@ -258,18 +260,27 @@ ensure_yarn() {
 }
 
 # --------------------------------------------------------------- Apache Livy over Spark 3.5
+# Livy 0.7.1-incubating: the newest on Maven Central (0.8.0/0.9.0 were never published there). Its
+# server refuses Spark >= 3.0 by a version gate, which LivyLauncher.java lifts before it runs
+# Livy's own main. Batches work for real; sessions cannot (Livy's REPL jars are not published).
 
 spark_livy_home() { echo "$INFRA/livy/livy-$LIVY_VERSION"; }
 
 spark_livy_prepare() {
   spark_tools
-  local home livy src="$REPO/scripts/infra/livy"
-  home="$(spark_venv "$LIVY_PYSPARK_VERSION")"
+  local livy src="$REPO/scripts/infra/livy" want
+  spark_venv "$LIVY_PYSPARK_VERSION" >/dev/null
   livy="$(spark_livy_home)"
-  # The layout of Livy's binary distribution (its launcher finds the session jars there).
+  # The layout of Livy's binary distribution: jars/ (server), rsc-jars/ (sessions' remote context).
   spark_mvn_copy "$src/server/pom.xml" "$livy/jars"
-  spark_mvn_copy "$src/repl/pom.xml" "$livy/repl_2.12-jars"
   spark_mvn_copy "$src/rsc/pom.xml" "$livy/rsc-jars"
+  want="$(sha256sum "$src/LivyLauncher.java" | cut -c1-16)"
+  if [ "$(cat "$livy/classes/.amlexec-compiled" 2>/dev/null)" != "$want" ]; then
+    rm -rf "$livy/classes"
+    mkdir -p "$livy/classes"
+    "$JAVA_HOME/bin/javac" -nowarn -d "$livy/classes" "$src/LivyLauncher.java"
+    echo "$want" >"$livy/classes/.amlexec-compiled"
+  fi
   mkdir -p "$livy/conf" "$livy/logs"
   cp "$src/log4j.properties" "$livy/conf/log4j.properties"
   cat >"$livy/conf/livy.conf.tmp" <<CONF
@@ -278,11 +289,9 @@ livy.server.host = 127.0.0.1
 livy.server.port = $LIVY_PORT
 livy.spark.master = local[2]
 livy.spark.deploy-mode = client
+# Batches may name any local file (the tests' files live in pytest's temp folders).
 livy.file.local-dir-whitelist = /
-livy.repl.enable-hive-context = false
-livy.server.session.timeout-check = false
 livy.server.recovery.mode = off
-livy.server.request-log-retain.days = 1
 CONF
   mv "$livy/conf/livy.conf.tmp" "$livy/conf/livy.conf"
 }
@@ -301,8 +310,8 @@ spark_livy_start() {
   spark_log "starting Livy $LIVY_VERSION over pyspark $LIVY_PYSPARK_VERSION (log: $livy/logs/livy.log)"
   (cd "$livy" && LIVY_HOME="$livy" LIVY_CONF_DIR="$livy/conf" SPARK_HOME="$home" \
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$venv/bin/python" PATH="$venv/bin:$PATH" \
-    exec "$JAVA_HOME/bin/java" -Xmx512m -cp "$livy/jars/*:$livy/conf" \
-    org.apache.livy.server.LivyServer) >"$livy/logs/livy.log" 2>&1 </dev/null &
+    exec "$JAVA_HOME/bin/java" -Xmx512m -cp "$livy/jars/*:$livy/conf:$livy/classes" \
+    LivyLauncher) >"$livy/logs/livy.log" 2>&1 </dev/null &
   SPARK_LIVY_PID=$!
   STARTED_PIDS+=("$SPARK_LIVY_PID")
 }
@@ -313,7 +322,7 @@ spark_livy_wait() {
   export AMLEXEC_TEST_LIVY_SPARK_HOME
   AMLEXEC_TEST_LIVY_SPARK_HOME="$(spark_venv "$LIVY_PYSPARK_VERSION")"
   export AMLEXEC_TEST_LIVY_PYTHON="$INFRA/spark/pyspark-$LIVY_PYSPARK_VERSION/bin/python"
-  spark_log "Livy ready: $AMLEXEC_TEST_LIVY_URL"
+  spark_log "Livy ready: $AMLEXEC_TEST_LIVY_URL (batches; sessions need REPL jars Livy never published)"
 }
 
 ensure_livy() {

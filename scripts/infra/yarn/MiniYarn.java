@@ -20,7 +20,18 @@ import org.apache.hadoop.yarn.server.MiniYARNCluster;
 public final class MiniYarn {
   private MiniYarn() {}
 
-  public static void main(String[] args) throws Exception {
+  public static void main(String[] args) {
+    try {
+      run(args);
+    } catch (Throwable e) {
+      // Without this a failed start leaves the JVM alive on the cluster's non-daemon threads.
+      e.printStackTrace();
+      System.err.println("MINIYARN FAILED: " + e);
+      System.exit(1);
+    }
+  }
+
+  private static void run(String[] args) throws Exception {
     if (args.length != 5) {
       System.err.println("usage: MiniYarn CONF_DIR WORK_DIR PORT_BASE MEMORY_MB VCORES");
       System.exit(2);
