@@ -58,21 +58,25 @@ spark_wait() {
 }
 
 # spark_venv VERSION: $INFRA/spark/pyspark-VERSION, a venv with pyspark==VERSION (flock: the
-# standalone and YARN preparations share the 4.x one and may run at once). Prints SPARK_HOME.
+# standalone and YARN preparations share the 4.x one and may run at once). Prints SPARK_HOME
+# (remembered in the venv: importing pyspark to find it costs a second a call on a busy machine).
 spark_venv() {
   local version="$1" dir="$INFRA/spark/pyspark-$1"
+  if [ -f "$dir/.amlexec-spark-home" ]; then cat "$dir/.amlexec-spark-home"; return; fi
   mkdir -p "$INFRA/spark"
   (
     flock 9
-    if [ ! -f "$dir/.amlexec-installed" ]; then
-      spark_log "installing pyspark==$version into $dir (the first time builds its wheel: ~40 s)" >&2
+    if [ ! -f "$dir/.amlexec-spark-home" ]; then
+      spark_log "installing pyspark==$version into $dir (pip builds its wheel the first time: ~40 s)" >&2
       rm -rf "$dir"
       python3 -m venv "$dir"
       "$dir/bin/pip" install -q --disable-pip-version-check "pyspark==$version" >&2
-      touch "$dir/.amlexec-installed"
+      "$dir/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' \
+        >"$dir/.amlexec-spark-home.tmp"
+      mv "$dir/.amlexec-spark-home.tmp" "$dir/.amlexec-spark-home"
     fi
   ) 9>"$INFRA/spark/pyspark-$version.lock"
-  "$dir/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))'
+  cat "$dir/.amlexec-spark-home"
 }
 
 # spark_mvn_copy POM OUTDIR [ARGS...]: the pom's dependencies copied into OUTDIR, redone only when
@@ -86,7 +90,7 @@ spark_mvn_copy() {
   spark_log "maven: fetching the dependencies of ${pom#"$REPO"/} into $out"
   rm -rf "$out"
   mkdir -p "$out"
-  mvn -B -q -Dmaven.repo.local="$INFRA/m2" -f "$pom" "$@" \
+  mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$INFRA/m2" -f "$pom" "$@" \
     dependency:copy-dependencies -DoutputDirectory="$out"
   echo "$want" >"$stamp"
 }
@@ -207,6 +211,8 @@ spark.yarn.jars                         local:$home/jars/*
 spark.yarn.stagingDir                   file://$INFRA/yarn/staging
 spark.yarn.appMasterEnv.SPARK_LOCAL_IP  127.0.0.1
 spark.executorEnv.SPARK_LOCAL_IP        127.0.0.1
+# One node that answers at once: ask the RM for containers every second, not every three.
+spark.yarn.scheduler.heartbeat.interval-ms 1000
 CONF
   mv "$home/conf/spark-defaults.conf.tmp" "$home/conf/spark-defaults.conf"
 }

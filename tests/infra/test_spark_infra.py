@@ -14,6 +14,7 @@ import re
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,7 +41,7 @@ spark.stop()
 LONG_JOB = """
 import os, sys, time
 from pyspark.sql import SparkSession
-spark = SparkSession.builder.appName("infra-long").getOrCreate()
+spark = SparkSession.builder.getOrCreate()  # the name is --name, or the file name
 if len(sys.argv) > 1:
     with open(sys.argv[1], "w") as f:
         f.write(str(os.getpid()))
@@ -140,6 +141,53 @@ def test_standalone_job_result_is_read_back_from_the_driver(tmp_path: Path) -> N
     assert [w["state"] for w in state["workers"]] == ["ALIVE"]
     finished = {app["id"]: app["state"] for app in state["completedapps"]}
     assert finished.get(app_id) == "FINISHED"
+
+
+def test_standalone_application_is_killed_through_the_master(tmp_path: Path) -> None:
+    # Given a long job whose driver runs against the standalone master
+    master_ui = setting("AMLEXEC_TEST_SPARK_MASTER_WEBUI")
+    job = tmp_path / "long.py"
+    job.write_text(LONG_JOB)
+    started = tmp_path / "driver.pid"
+    name = f"infra-kill-{tmp_path.name}"
+    argv = [
+        setting("AMLEXEC_TEST_SPARK_SUBMIT"),
+        *SMALL_RESOURCES,
+        "--master",
+        setting("AMLEXEC_TEST_SPARK_MASTER"),
+    ]
+    argv += ["--total-executor-cores", "1", "--name", name, str(job), str(started)]
+    with (
+        (tmp_path / "submit.log").open("w") as log,
+        subprocess.Popen(argv, env=spark_env(), stdout=log, stderr=log) as submit,
+    ):
+        try:
+            wait_until(started.exists, 90, "the long job's driver to start")
+            apps = get_json(master_ui + "/json/")["activeapps"]
+            app_id = next(app["id"] for app in apps if app["name"] == name)
+            # When it is killed from the master's web UI, as its (kill) link does: the form carries
+            # the UI's CSRF token (Spark 4.x refuses a state change without it)
+            with urllib.request.urlopen(master_ui + "/", timeout=10) as page:
+                token = re.search(r'name="csrfToken" value="([0-9a-f]+)"', page.read().decode())
+            assert token, "no CSRF token in the master's page"
+            form = {"id": app_id, "terminate": "true", "csrfToken": token.group(1)}
+            kill = urllib.request.Request(
+                master_ui + "/app/kill/", data=urllib.parse.urlencode(form).encode()
+            )
+            urllib.request.urlopen(kill, timeout=10).close()
+            # Then the master lists it as KILLED and the driver (spark-submit) ends on its own, failed
+            completed = wait_until(
+                lambda: {a["id"]: a["state"] for a in get_json(master_ui + "/json/")["completedapps"]}.get(
+                    app_id
+                ),
+                60,
+                f"{app_id} among the completed applications",
+            )
+            assert completed == "KILLED"
+            assert submit.wait(timeout=60) != 0
+        finally:
+            if submit.poll() is None:
+                submit.kill()
 
 
 # ------------------------------------------------------------------------------------ YARN

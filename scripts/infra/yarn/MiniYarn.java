@@ -85,6 +85,8 @@ public final class MiniYarn {
     conf.set(YarnConfiguration.NM_LOCAL_DIRS, new File(work, "nm-local").getAbsolutePath());
     conf.set("yarn.log.server.url", "");
     conf.setInt(YarnConfiguration.RM_AM_MAX_ATTEMPTS, 1);
+    // One local node: containers are handed out on its heartbeat, so a short one starts jobs sooner.
+    conf.setLong(YarnConfiguration.RM_NM_HEARTBEAT_INTERVAL_MS, 250);
 
     MiniYARNCluster cluster = new MiniYARNCluster("amlexec-test-yarn", 1, 1, 1);
     cluster.init(conf);
