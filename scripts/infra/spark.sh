@@ -89,17 +89,43 @@ spark_mvn_copy() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
   spark_log "maven: fetching the dependencies of ${pom#"$REPO"/} into $out"
   rm -rf "$out"
-  mkdir -p "$out"
-  mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$INFRA/m2" -f "$pom" "$@" \
-    dependency:copy-dependencies -DoutputDirectory="$out"
+  mkdir -p "$out" "$INFRA/m2"
+  # One mvn at a time on the shared local repository (Maven 3.8 does not lock it).
+  (
+    flock 8
+    mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$INFRA/m2" -f "$pom" "$@" \
+      dependency:copy-dependencies -DoutputDirectory="$out"
+  ) 8>"$INFRA/m2.lock"
   echo "$want" >"$stamp"
+}
+
+# spark_write_defaults SPARK_HOME: its conf/spark-defaults.conf, as a small cluster's head node
+# would have it. JVMs of drivers, executors and YARN application masters start with C1 only and
+# the serial GC: short jobs on 2 cores run 25-50 % faster (measured: a local[1] job 21 s -> 10-16 s).
+# For YARN: Spark's jars are already on the node (no 400 MB upload a submit), staging on the local
+# file system, loopback only, and the AM asks for containers every second rather than three.
+spark_write_defaults() {
+  local home="$1" fast="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+  mkdir -p "$home/conf"
+  cat >"$home/conf/spark-defaults.conf.tmp.$$" <<CONF
+# Written by scripts/infra/spark.sh: the defaults of the test clusters' only node, this machine.
+spark.driver.extraJavaOptions             $fast
+spark.executor.extraJavaOptions           $fast
+spark.yarn.am.extraJavaOptions            $fast
+spark.yarn.jars                           local:$home/jars/*
+spark.yarn.stagingDir                     file://$INFRA/yarn/staging
+spark.yarn.appMasterEnv.SPARK_LOCAL_IP    127.0.0.1
+spark.executorEnv.SPARK_LOCAL_IP          127.0.0.1
+spark.yarn.scheduler.heartbeat.interval-ms 1000
+CONF
+  mv "$home/conf/spark-defaults.conf.tmp.$$" "$home/conf/spark-defaults.conf"
 }
 
 # ---------------------------------------------------------------- Spark standalone (pyspark 4.x)
 
 spark_standalone_prepare() {
   spark_tools
-  spark_venv "$SPARK_PYSPARK_VERSION" >/dev/null
+  spark_write_defaults "$(spark_venv "$SPARK_PYSPARK_VERSION")"
 }
 
 spark_master_json() { curl -fsS -m 3 "http://127.0.0.1:$SPARK_MASTER_WEBUI_PORT/json/" 2>/dev/null; }
@@ -122,6 +148,7 @@ spark_standalone_start() {
   spark_log "starting the standalone master and worker (logs: $dir/*.log)"
   # The REST submission server (cluster-mode submits, kill and status of drivers) is off by default.
   SPARK_HOME="$home" SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$venv/bin/python" \
+    SPARK_DAEMON_JAVA_OPTS="-XX:+UseSerialGC" \
     SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=true -Dspark.master.rest.port=$SPARK_MASTER_REST_PORT" \
     "$home/bin/spark-class" org.apache.spark.deploy.master.Master --host 127.0.0.1 \
     --port "$SPARK_MASTER_PORT" --webui-port "$SPARK_MASTER_WEBUI_PORT" \
@@ -130,6 +157,7 @@ spark_standalone_start() {
   STARTED_PIDS+=("$SPARK_STANDALONE_MASTER_PID")
   # The worker retries its registration, so it can start alongside the master.
   SPARK_HOME="$home" SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$venv/bin/python" \
+    SPARK_DAEMON_JAVA_OPTS="-XX:+UseSerialGC" \
     "$home/bin/spark-class" org.apache.spark.deploy.worker.Worker --host 127.0.0.1 \
     --cores 2 --memory 2g --webui-port "$SPARK_WORKER_WEBUI_PORT" --work-dir "$dir/work" \
     "spark://127.0.0.1:$SPARK_MASTER_PORT" >"$dir/worker.log" 2>&1 </dev/null &
@@ -197,24 +225,12 @@ case "\$1" in
   queue) cls=org.apache.hadoop.yarn.client.cli.QueueCLI; shift ;;
   *) echo "usage: yarn application|applicationattempt|container|logs|node|queue ..." >&2; exit 2 ;;
 esac
-exec "$JAVA_HOME/bin/java" -Xmx256m -Dlog4j.configuration=file:$src/log4j-cli.properties \\
+exec "$JAVA_HOME/bin/java" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlog4j.configuration=file:$src/log4j-cli.properties \\
   -cp "\$HADOOP_CONF_DIR:$dir/jars/*" "\$cls" "\$@"
 YARN
   chmod +x "$dir/bin/yarn.tmp"
   mv "$dir/bin/yarn.tmp" "$dir/bin/yarn"
-  # The SPARK_HOME's own defaults for YARN, as a head node has them: Spark's jars are already on
-  # the node (no 400 MB upload a submit), staging on the local file system, loopback only.
-  mkdir -p "$home/conf"
-  cat >"$home/conf/spark-defaults.conf.tmp" <<CONF
-# Written by scripts/infra/spark.sh (ensure_yarn): the test YARN's node is this machine.
-spark.yarn.jars                         local:$home/jars/*
-spark.yarn.stagingDir                   file://$INFRA/yarn/staging
-spark.yarn.appMasterEnv.SPARK_LOCAL_IP  127.0.0.1
-spark.executorEnv.SPARK_LOCAL_IP        127.0.0.1
-# One node that answers at once: ask the RM for containers every second, not every three.
-spark.yarn.scheduler.heartbeat.interval-ms 1000
-CONF
-  mv "$home/conf/spark-defaults.conf.tmp" "$home/conf/spark-defaults.conf"
+  spark_write_defaults "$home"
 }
 
 spark_yarn_web() { echo "http://127.0.0.1:$((YARN_PORT_BASE + 58))"; }
@@ -236,7 +252,7 @@ spark_yarn_start() {
   mkdir -p "$run" "$INFRA/yarn/staging"
   spark_log "starting YARN (MiniYARNCluster, Hadoop $hv; log: $INFRA/yarn/miniyarn.log)"
   # cwd: MiniYARNCluster puts its own files under ./target.
-  (cd "$run" && exec "$JAVA_HOME/bin/java" -Xmx768m \
+  (cd "$run" && exec "$JAVA_HOME/bin/java" -Xmx768m -XX:+UseSerialGC \
     -Dlog4j.configuration="file:$REPO/scripts/infra/yarn/log4j.properties" \
     -cp "$dir/classes:$dir/jars/*" MiniYarn "$INFRA/yarn/conf" "$run" \
     "$YARN_PORT_BASE" "$YARN_NM_MEMORY_MB" 4) >"$INFRA/yarn/miniyarn.log" 2>&1 </dev/null &
@@ -275,7 +291,7 @@ spark_livy_home() { echo "$INFRA/livy/livy-$LIVY_VERSION"; }
 spark_livy_prepare() {
   spark_tools
   local livy src="$REPO/scripts/infra/livy" want
-  spark_venv "$LIVY_PYSPARK_VERSION" >/dev/null
+  spark_write_defaults "$(spark_venv "$LIVY_PYSPARK_VERSION")"
   livy="$(spark_livy_home)"
   # The layout of Livy's binary distribution: jars/ (server), rsc-jars/ (sessions' remote context).
   spark_mvn_copy "$src/server/pom.xml" "$livy/jars"
@@ -316,7 +332,7 @@ spark_livy_start() {
   spark_log "starting Livy $LIVY_VERSION over pyspark $LIVY_PYSPARK_VERSION (log: $livy/logs/livy.log)"
   (cd "$livy" && LIVY_HOME="$livy" LIVY_CONF_DIR="$livy/conf" SPARK_HOME="$home" \
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$venv/bin/python" PATH="$venv/bin:$PATH" \
-    exec "$JAVA_HOME/bin/java" -Xmx512m -cp "$livy/jars/*:$livy/conf:$livy/classes" \
+    exec "$JAVA_HOME/bin/java" -Xmx512m -XX:+UseSerialGC -cp "$livy/jars/*:$livy/conf:$livy/classes" \
     LivyLauncher) >"$livy/logs/livy.log" 2>&1 </dev/null &
   SPARK_LIVY_PID=$!
   STARTED_PIDS+=("$SPARK_LIVY_PID")
@@ -342,7 +358,7 @@ ensure_livy() {
 # Downloads and builds in parallel (background subshells: they only write files), then the three
 # services started together from this shell (their PIDs in STARTED_PIDS), then each waited for.
 ensure_spark_infra() {
-  local pids=() names=() i status=0
+  local pids=() names=() i status=0 t0=$SECONDS
   spark_tools
   spark_venv "$SPARK_PYSPARK_VERSION" >/dev/null & pids+=("$!"); names+=("pyspark $SPARK_PYSPARK_VERSION")
   spark_venv "$LIVY_PYSPARK_VERSION" >/dev/null & pids+=("$!"); names+=("pyspark $LIVY_PYSPARK_VERSION")
@@ -352,10 +368,12 @@ ensure_spark_infra() {
     wait "${pids[$i]}" || { echo "spark: preparing ${names[$i]} failed" >&2; status=1; }
   done
   [ "$status" = 0 ] || return 1
+  spark_log "prepared in $((SECONDS - t0)) s; starting the services"
   spark_standalone_start
   spark_yarn_start
   spark_livy_start
   spark_standalone_wait
   spark_yarn_wait
   spark_livy_wait
+  spark_log "standalone, YARN and Livy answer, $((SECONDS - t0)) s after the start"
 }

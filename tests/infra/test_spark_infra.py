@@ -58,6 +58,8 @@ SMALL_RESOURCES = [
     "spark.executor.memory=512m",
     "--conf",
     "spark.ui.showConsoleProgress=false",
+    "--conf",
+    "spark.ui.enabled=false",  # the driver's own UI: nothing here reads it
 ]
 
 
