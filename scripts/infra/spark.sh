@@ -91,11 +91,16 @@ spark_mvn_copy() {
   rm -rf "$out"
   mkdir -p "$out" "$INFRA/m2"
   # One mvn at a time on the shared local repository (Maven 3.8 does not lock it).
-  (
+  local log="$out.mvn.log"
+  if ! (
     flock 8
     mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$INFRA/m2" -f "$pom" "$@" \
       dependency:copy-dependencies -DoutputDirectory="$out"
-  ) 8>"$INFRA/m2.lock"
+  ) 8>"$INFRA/m2.lock" >"$log" 2>&1; then
+    echo "spark: maven failed for $pom; last lines of $log:" >&2
+    tail -n 30 "$log" >&2
+    return 1
+  fi
   echo "$want" >"$stamp"
 }
 

@@ -329,7 +329,18 @@ def test_livy_batch_succeeds_and_its_log_pages(tmp_path: Path) -> None:
         lambda: (s := livy_batch_state(batch_id)) in ("success", "dead", "killed") and s, 120, "batch end"
     )
     assert final == "success"
-    # And its log can be read page by page, in order, without gaps, and holds the driver's output
+    # And the driver's output is in its log: Livy may say success a moment before the last lines
+    # reach its log buffer (seen once here under load), so a reader of the final log waits for it
+    expected = f"RESULT {SUM_OF_SQUARES} local-"
+
+    def full_log() -> list[str]:
+        log: list[str] = send_json("GET", livy(f"/batches/{batch_id}/log?from=0&size=100000"))[1]["log"]
+        return log
+
+    wait_until(
+        lambda: any(line.startswith(expected) for line in full_log()), 15, "the driver's output in the log"
+    )
+    # And that log can be read page by page, in order and without gaps
     first = send_json("GET", livy(f"/batches/{batch_id}/log?from=0&size=10"))[1]
     total = first["total"]
     assert first["from"] == 0 and len(first["log"]) == 10 < total
@@ -339,8 +350,8 @@ def test_livy_batch_succeeds_and_its_log_pages(tmp_path: Path) -> None:
         assert page["from"] == len(lines) and page["log"], page
         lines += page["log"]
     whole = send_json("GET", livy(f"/batches/{batch_id}/log?from=0&size={total}"))[1]["log"]
-    assert lines == whole
-    assert any(line.startswith(f"RESULT {SUM_OF_SQUARES} local-") for line in lines), lines
+    assert lines == whole == full_log()
+    assert any(line.startswith(expected) for line in lines), lines
 
 
 def test_livy_delete_kills_a_long_batch(tmp_path: Path) -> None:
