@@ -29,7 +29,7 @@ printf 'spark: all three ready in %.1f s\n' "$(echo "$(date +%s.%N) - $start" | 
 for pid in "${STARTED_PIDS[@]:-}"; do
   [ -n "$pid" ] || continue
   printf 'spark: pid %s  rss %s MiB  %s\n' "$pid" "$(($(ps -o rss= -p "$pid") / 1024))" \
-    "$(ps -o args= -p "$pid" | grep -o 'Master\|Worker\|MiniYarn\|LivyLauncher' | head -n 1)"
+    "$(ps -o args= -p "$pid" | grep -o 'Master\|Worker\|MiniYarn\|LivyServer' | head -n 1)"
 done
 
 echo "== Tests"
