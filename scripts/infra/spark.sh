@@ -134,7 +134,8 @@ spark_standalone_prepare() {
 }
 
 spark_master_json() { curl -fsS -m 3 "http://127.0.0.1:$SPARK_MASTER_WEBUI_PORT/json/" 2>/dev/null; }
-spark_master_alive() { spark_master_json | grep -q '"status" *: *"ALIVE"'; }
+# (grep >/dev/null, not grep -q, after a pipe: under pipefail an early exit of grep can fail curl)
+spark_master_alive() { spark_master_json | grep '"status" *: *"ALIVE"' >/dev/null; }
 spark_worker_alive() {
   spark_master_json | python3 -c 'import json, sys; sys.exit(not any(w.get("state") == "ALIVE" for w in json.load(sys.stdin).get("workers", [])))' 2>/dev/null
 }
@@ -239,7 +240,9 @@ YARN
 }
 
 spark_yarn_web() { echo "http://127.0.0.1:$((YARN_PORT_BASE + 58))"; }
-spark_yarn_node_running() { curl -fsS -m 3 "$(spark_yarn_web)/ws/v1/cluster/nodes" 2>/dev/null | grep -q '"state":"RUNNING"'; }
+spark_yarn_node_running() {
+  curl -fsS -m 3 "$(spark_yarn_web)/ws/v1/cluster/nodes" 2>/dev/null | grep '"state":"RUNNING"' >/dev/null
+}
 spark_yarn_ready() { grep -q '^MINIYARN READY' "$INFRA/yarn/miniyarn.log" 2>/dev/null && spark_yarn_node_running; }
 
 spark_yarn_start() {
