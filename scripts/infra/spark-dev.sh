@@ -16,16 +16,17 @@ install_traps
 echo "== Python environment (.venv)"
 ensure_venv
 
-echo "== Spark: standalone, YARN, Livy"
+echo "== Spark: standalone, YARN, Livy (local and on YARN)"
 start=$(date +%s.%N)
 if [ "${SPARK_DEV_SERIAL:-0}" = 1 ]; then
   ensure_spark_standalone
   ensure_yarn
   ensure_livy
+  ensure_livy_yarn
 else
   ensure_spark_infra
 fi
-printf 'spark: all three ready in %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc)"
+printf 'spark: all ready in %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc)"
 for pid in "${STARTED_PIDS[@]:-}"; do
   [ -n "$pid" ] || continue
   printf 'spark: pid %s  rss %s MiB  %s\n' "$pid" "$(($(ps -o rss= -p "$pid") / 1024))" \

@@ -17,6 +17,7 @@ SPARK_WORKER_WEBUI_PORT="${AMLEXEC_TEST_SPARK_WORKER_WEBUI_PORT:-18081}"
 YARN_PORT_BASE="${AMLEXEC_TEST_YARN_PORT_BASE:-18030}" # RPC base..base+3, web UI/REST at base+58
 YARN_NM_MEMORY_MB="${AMLEXEC_TEST_YARN_MEMORY_MB:-6144}"
 LIVY_PORT="${AMLEXEC_TEST_LIVY_PORT:-8998}"
+LIVY_YARN_PORT="${AMLEXEC_TEST_LIVY_YARN_PORT:-8999}"
 
 spark_log() { echo "spark: $*"; }
 
@@ -290,74 +291,104 @@ ensure_yarn() {
 }
 
 # --------------------------------------------------------------- Apache Livy over Spark 3.5
-# Livy 0.7.1-incubating: the newest on Maven Central (0.8.0/0.9.0 were never published there). Its
+# Livy 0.7.1-incubating: the newest on Maven Central (0.8.0/0.9.0 do not resolve there). Its
 # server runs Spark 3.5 batches (it only warns "Current Spark (3,5) is not verified in Livy");
-# sessions cannot start: Livy never published its REPL jars (docs/infra-spark.md).
+# sessions cannot start: Livy never published its REPL jars (docs/infra-spark.md). Two servers over
+# one assembly: "local" (local[2], the driver's output in Livy's log) and "yarn" (the test YARN in
+# cluster mode, as HDInsight runs Livy: the driver in the AM, its output in the YARN logs).
 
 spark_livy_home() { echo "$INFRA/livy/livy-$LIVY_VERSION"; }
+spark_livy_port() { if [ "$1" = yarn ]; then echo "$LIVY_YARN_PORT"; else echo "$LIVY_PORT"; fi; }
+spark_livy_conf() { if [ "$1" = yarn ]; then echo "$(spark_livy_home)/conf-yarn"; else echo "$(spark_livy_home)/conf"; fi; }
+spark_livy_log() { if [ "$1" = yarn ]; then echo "$(spark_livy_home)/logs/livy-yarn.log"; else echo "$(spark_livy_home)/logs/livy.log"; fi; }
 
 spark_livy_prepare() {
   spark_tools
-  local livy src="$REPO/scripts/infra/livy"
+  local livy src="$REPO/scripts/infra/livy" kind conf master mode
   spark_write_defaults "$(spark_venv "$LIVY_PYSPARK_VERSION")"
   livy="$(spark_livy_home)"
   # The layout of Livy's binary distribution: jars/ (server), rsc-jars/ (sessions' remote context).
   spark_mvn_copy "$src/server/pom.xml" "$livy/jars"
   spark_mvn_copy "$src/rsc/pom.xml" "$livy/rsc-jars"
-  mkdir -p "$livy/conf" "$livy/logs"
-  cp "$src/log4j.properties" "$livy/conf/log4j.properties"
-  cat >"$livy/conf/livy.conf.tmp" <<CONF
-# Written by scripts/infra/spark.sh (ensure_livy).
+  mkdir -p "$livy/logs"
+  for kind in local yarn; do
+    conf="$(spark_livy_conf "$kind")" master="local[2]" mode=client
+    [ "$kind" = local ] || { master=yarn; mode=cluster; }
+    mkdir -p "$conf"
+    cp "$src/log4j.properties" "$conf/log4j.properties"
+    cat >"$conf/livy.conf.tmp" <<CONF
+# Written by scripts/infra/spark.sh (ensure_livy / ensure_livy_yarn).
 livy.server.host = 127.0.0.1
-livy.server.port = $LIVY_PORT
-livy.spark.master = local[2]
-livy.spark.deploy-mode = client
+livy.server.port = $(spark_livy_port "$kind")
+livy.spark.master = $master
+livy.spark.deploy-mode = $mode
 # Batches may name any local file (the tests' files live in pytest's temp folders).
 livy.file.local-dir-whitelist = /
 livy.server.recovery.mode = off
 CONF
-  mv "$livy/conf/livy.conf.tmp" "$livy/conf/livy.conf"
+    mv "$conf/livy.conf.tmp" "$conf/livy.conf"
+  done
 }
 
-spark_livy_answers() { spark_url_answers "http://127.0.0.1:$LIVY_PORT/version"; }
+spark_livy_answers() { spark_url_answers "http://127.0.0.1:$(spark_livy_port "${1:-local}")/version"; }
 
+# spark_livy_start local|yarn (yarn: after spark_yarn_wait, its HADOOP_CONF_DIR must exist)
 spark_livy_start() {
-  local home livy venv="$INFRA/spark/pyspark-$LIVY_PYSPARK_VERSION"
-  SPARK_LIVY_PID=""
-  if spark_livy_answers; then
-    spark_log "Livy already answers on 127.0.0.1:$LIVY_PORT: reused"
+  local kind="${1:-local}" home livy conf hadoop=() venv="$INFRA/spark/pyspark-$LIVY_PYSPARK_VERSION" pid
+  eval "SPARK_LIVY_${kind^^}_PID="
+  if spark_livy_answers "$kind"; then
+    spark_log "Livy ($kind) already answers on 127.0.0.1:$(spark_livy_port "$kind"): reused"
     return
   fi
   home="$(spark_venv "$LIVY_PYSPARK_VERSION")"
   livy="$(spark_livy_home)"
-  spark_log "starting Livy $LIVY_VERSION over pyspark $LIVY_PYSPARK_VERSION (log: $livy/logs/livy.log)"
-  (cd "$livy" && LIVY_HOME="$livy" LIVY_CONF_DIR="$livy/conf" SPARK_HOME="$home" \
+  conf="$(spark_livy_conf "$kind")"
+  [ "$kind" = local ] || hadoop=(HADOOP_CONF_DIR="$INFRA/yarn/conf")
+  spark_log "starting Livy $LIVY_VERSION ($kind) over pyspark $LIVY_PYSPARK_VERSION (log: $(spark_livy_log "$kind"))"
+  (cd "$livy" && exec env LIVY_HOME="$livy" LIVY_CONF_DIR="$conf" SPARK_HOME="$home" "${hadoop[@]}" \
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$venv/bin/python" PATH="$venv/bin:$PATH" \
-    exec "$JAVA_HOME/bin/java" -Xmx512m -XX:+UseSerialGC -cp "$livy/jars/*:$livy/conf" \
-    org.apache.livy.server.LivyServer) >"$livy/logs/livy.log" 2>&1 </dev/null &
-  SPARK_LIVY_PID=$!
-  STARTED_PIDS+=("$SPARK_LIVY_PID")
+    "$JAVA_HOME/bin/java" -Xmx512m -XX:+UseSerialGC -cp "$livy/jars/*:$conf${hadoop:+:$INFRA/yarn/conf}" \
+    org.apache.livy.server.LivyServer) >"$(spark_livy_log "$kind")" 2>&1 </dev/null &
+  pid=$!
+  eval "SPARK_LIVY_${kind^^}_PID=$pid"
+  STARTED_PIDS+=("$pid")
 }
 
 spark_livy_wait() {
-  spark_wait "Livy" "${SPARK_LIVY_PID:-}" 120 "$(spark_livy_home)/logs/livy.log" spark_livy_answers
-  export AMLEXEC_TEST_LIVY_URL="http://127.0.0.1:$LIVY_PORT"
+  local kind="${1:-local}" pid_var
+  pid_var="SPARK_LIVY_${kind^^}_PID"
+  spark_wait "Livy ($kind)" "${!pid_var:-}" 120 "$(spark_livy_log "$kind")" spark_livy_answers "$kind"
+  if [ "$kind" = yarn ]; then
+    export AMLEXEC_TEST_LIVY_YARN_URL="http://127.0.0.1:$LIVY_YARN_PORT"
+  else
+    export AMLEXEC_TEST_LIVY_URL="http://127.0.0.1:$LIVY_PORT"
+  fi
   export AMLEXEC_TEST_LIVY_SPARK_HOME
   AMLEXEC_TEST_LIVY_SPARK_HOME="$(spark_venv "$LIVY_PYSPARK_VERSION")"
   export AMLEXEC_TEST_LIVY_PYTHON="$INFRA/spark/pyspark-$LIVY_PYSPARK_VERSION/bin/python"
-  spark_log "Livy ready: $AMLEXEC_TEST_LIVY_URL (batches; sessions need REPL jars Livy never published)"
+  spark_log "Livy ($kind) ready: http://127.0.0.1:$(spark_livy_port "$kind") (batches; sessions need REPL jars Livy never published)"
 }
 
+# Livy with livy.spark.master = local[2].
 ensure_livy() {
   spark_livy_prepare
-  spark_livy_start
-  spark_livy_wait
+  spark_livy_start local
+  spark_livy_wait local
 }
 
-# ------------------------------------------------------------------------------- all three
+# Livy over the test YARN in cluster mode (starts YARN too, or reuses it).
+ensure_livy_yarn() {
+  ensure_yarn
+  spark_livy_prepare
+  spark_livy_start yarn
+  spark_livy_wait yarn
+}
 
-# Downloads and builds in parallel (background subshells: they only write files), then the three
-# services started together from this shell (their PIDs in STARTED_PIDS), then each waited for.
+# ------------------------------------------------------------------------------- all of them
+
+# Downloads and builds in parallel (background subshells: they only write files), then the
+# services started together from this shell (their PIDs in STARTED_PIDS), then each waited for;
+# the YARN-backed Livy once YARN has written its configuration.
 ensure_spark_infra() {
   local pids=() names=() i status=0 t0=$SECONDS
   spark_tools
@@ -372,9 +403,11 @@ ensure_spark_infra() {
   spark_log "prepared in $((SECONDS - t0)) s; starting the services"
   spark_standalone_start
   spark_yarn_start
-  spark_livy_start
-  spark_standalone_wait
+  spark_livy_start local
   spark_yarn_wait
-  spark_livy_wait
-  spark_log "standalone, YARN and Livy answer, $((SECONDS - t0)) s after the start"
+  spark_livy_start yarn
+  spark_standalone_wait
+  spark_livy_wait local
+  spark_livy_wait yarn
+  spark_log "standalone, YARN and both Livy servers answer, $((SECONDS - t0)) s after the start"
 }

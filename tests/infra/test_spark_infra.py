@@ -337,9 +337,12 @@ def test_livy_batch_succeeds_and_its_log_pages(tmp_path: Path) -> None:
         log: list[str] = send_json("GET", livy(f"/batches/{batch_id}/log?from=0&size=100000"))[1]["log"]
         return log
 
-    wait_until(
-        lambda: any(line.startswith(expected) for line in full_log()), 15, "the driver's output in the log"
-    )
+    deadline = time.monotonic() + 15
+    log = full_log()
+    while not any(line.startswith(expected) for line in log) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        log = full_log()
+    assert any(line.startswith(expected) for line in log), "\n".join(log)
     # And that log can be read page by page, in order and without gaps
     first = send_json("GET", livy(f"/batches/{batch_id}/log?from=0&size=10"))[1]
     total = first["total"]
@@ -379,3 +382,31 @@ def test_livy_delete_kills_a_long_batch(tmp_path: Path) -> None:
         return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
     wait_until(driver_gone, 30, f"driver pid {driver_pid} to end")
+
+
+def test_livy_batch_on_yarn_runs_as_a_yarn_application(tmp_path: Path) -> None:
+    # Given the small job and the Livy server whose master is the test YARN (cluster mode)
+    job = tmp_path / "small.py"
+    job.write_text(SMALL_JOB)
+    url = setting("AMLEXEC_TEST_LIVY_YARN_URL")
+    conf = {"spark.pyspark.python": setting("AMLEXEC_TEST_LIVY_PYTHON")}
+    # When it is posted as a batch
+    code, batch = send_json("POST", url + "/batches", {"file": str(job), "conf": conf})
+    assert code == 201, batch
+    batch_id = batch["id"]
+
+    def finished() -> dict[str, Any] | None:
+        info: dict[str, Any] = send_json("GET", f"{url}/batches/{batch_id}")[1]
+        return info if info["state"] in ("success", "dead", "killed") else None
+
+    # Then it succeeds as a YARN application that Livy names
+    info = wait_until(finished, 180, "the YARN batch to end")
+    assert info["state"] == "success", info
+    app_id = info["appId"]
+    assert re.fullmatch(r"application_\d+_\d+", app_id or ""), info
+    app = yarn_app(app_id)
+    assert (app["state"], app["finalStatus"]) == ("FINISHED", "SUCCEEDED")
+    # And the driver's output is in that application's aggregated logs
+    wait_until(lambda: yarn_app(app_id).get("logAggregationStatus") == "SUCCEEDED", 60, "log aggregation")
+    logs = yarn_cli("logs", "-applicationId", app_id, "-log_files", "stdout")
+    assert f"RESULT {SUM_OF_SQUARES} {app_id}" in logs.stdout, logs.stdout[-3000:]
