@@ -1,10 +1,11 @@
 # Spark infrastructure for the tests, all on loopback and all real: a Spark standalone master +
 # worker (pyspark 4.x), a single-node YARN (Hadoop's MiniYARNCluster, the Hadoop version of the
-# pyspark wheel) and an Apache Livy server (0.7.1, the newest on Maven Central) over a Spark 3.5. Downloads, venvs and jars are cached
-# under $INFRA keyed by version; each ensure_* function is idempotent (a service that already
-# answers is reused), waits until its service really answers, exports what the tests read
-# (AMLEXEC_TEST_*), and appends every PID it starts to STARTED_PIDS (stopped at exit by common.sh).
-# ensure_spark_infra prepares the three in parallel, then starts them together and waits for each.
+# pyspark wheel) and Apache Livy (0.7.1, the newest on Maven Central) over a Spark 3.5, twice:
+# local[2] and over that YARN. Downloads, venvs and jars are cached under $INFRA keyed by version;
+# each ensure_* function is idempotent (a service that already answers is reused), waits until its
+# service really answers, exports what the tests read (AMLEXEC_TEST_*), and appends every PID it
+# starts to STARTED_PIDS (stopped at exit by common.sh). ensure_spark_infra prepares everything in
+# parallel, then starts the services together and waits for each.
 # Sourced, never run; expects REPO and INFRA (and common.sh). Facts and timings: docs/infra-spark.md.
 
 SPARK_PYSPARK_VERSION="${AMLEXEC_TEST_PYSPARK_VERSION:-4.3.0}"
@@ -107,7 +108,8 @@ spark_mvn_copy() {
 
 # spark_write_defaults SPARK_HOME: its conf/spark-defaults.conf, as a small cluster's head node
 # would have it. JVMs of drivers, executors and YARN application masters start with C1 only and
-# the serial GC: short jobs on 2 cores run 25-50 % faster (measured: a local[1] job 21 s -> 10-16 s).
+# the serial GC (admin defaults: a job's extraJavaOptions add to them): short jobs on 2 cores
+# run 25-50 % faster (measured: a local[1] job 21 s -> 10-16 s).
 # For YARN: Spark's jars are already on the node (no 400 MB upload a submit), staging on the local
 # file system, loopback only, and the AM asks for containers every second rather than three.
 spark_write_defaults() {
@@ -115,8 +117,8 @@ spark_write_defaults() {
   mkdir -p "$home/conf"
   cat >"$home/conf/spark-defaults.conf.tmp.$$" <<CONF
 # Written by scripts/infra/spark.sh: the defaults of the test clusters' only node, this machine.
-spark.driver.extraJavaOptions             $fast
-spark.executor.extraJavaOptions           $fast
+spark.driver.defaultJavaOptions           $fast
+spark.executor.defaultJavaOptions         $fast
 spark.yarn.am.extraJavaOptions            $fast
 spark.yarn.jars                           local:$home/jars/*
 spark.yarn.stagingDir                     file://$INFRA/yarn/staging
