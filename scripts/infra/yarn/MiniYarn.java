@@ -81,8 +81,7 @@ public final class MiniYarn {
     // Finished applications' container logs go to a local folder, readable with `yarn logs`.
     conf.setBoolean(YarnConfiguration.LOG_AGGREGATION_ENABLED, true);
     conf.set(YarnConfiguration.NM_REMOTE_APP_LOG_DIR, new File(work, "app-logs").toURI().toString());
-    conf.set(YarnConfiguration.NM_LOG_DIRS, new File(work, "nm-logs").getAbsolutePath());
-    conf.set(YarnConfiguration.NM_LOCAL_DIRS, new File(work, "nm-local").getAbsolutePath());
+    // (NM_LOG_DIRS and NM_LOCAL_DIRS are not set: MiniYARNCluster puts its own under ./target.)
     conf.set("yarn.log.server.url", "");
     conf.setInt(YarnConfiguration.RM_AM_MAX_ATTEMPTS, 1);
     // One local node: containers are handed out on its heartbeat, so a short one starts jobs sooner.
