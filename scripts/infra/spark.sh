@@ -19,6 +19,9 @@ YARN_PORT_BASE="${AMLEXEC_TEST_YARN_PORT_BASE:-18030}" # RPC base..base+3, web U
 YARN_NM_MEMORY_MB="${AMLEXEC_TEST_YARN_MEMORY_MB:-6144}"
 LIVY_PORT="${AMLEXEC_TEST_LIVY_PORT:-8998}"
 LIVY_YARN_PORT="${AMLEXEC_TEST_LIVY_YARN_PORT:-8999}"
+# Maven's local repository (a download cache, like pip's): under .infra unless told otherwise
+# (~/.m2/repository would outlive a fresh clone, as pip's cache does).
+SPARK_MAVEN_REPO="${AMLEXEC_TEST_MAVEN_REPO:-$INFRA/m2}"
 
 spark_log() { echo "spark: $*"; }
 
@@ -82,7 +85,7 @@ spark_venv() {
 }
 
 # spark_mvn_copy POM OUTDIR [ARGS...]: the pom's dependencies copied into OUTDIR, redone only when
-# the pom (or ARGS) changed. Maven's local repository is $INFRA/m2 so CI caches it with .infra.
+# the pom (or ARGS) changed. Maven's local repository is $SPARK_MAVEN_REPO.
 spark_mvn_copy() {
   local pom="$1" out="$2" want stamp
   shift 2
@@ -91,14 +94,14 @@ spark_mvn_copy() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
   spark_log "maven: fetching the dependencies of ${pom#"$REPO"/} into $out"
   rm -rf "$out"
-  mkdir -p "$out" "$INFRA/m2"
+  mkdir -p "$out" "$SPARK_MAVEN_REPO"
   # One mvn at a time on the shared local repository (Maven 3.8 does not lock it).
   local log="$out.mvn.log"
   if ! (
     flock 8
-    mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$INFRA/m2" -f "$pom" "$@" \
+    mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$SPARK_MAVEN_REPO" -f "$pom" "$@" \
       dependency:copy-dependencies -DoutputDirectory="$out"
-  ) 8>"$INFRA/m2.lock" >"$log" 2>&1; then
+  ) 8>"$SPARK_MAVEN_REPO.lock" >"$log" 2>&1; then
     echo "spark: maven failed for $pom; last lines of $log:" >&2
     tail -n 30 "$log" >&2
     return 1
@@ -140,7 +143,9 @@ spark_master_json() { curl -fsS -m 3 "http://127.0.0.1:$SPARK_MASTER_WEBUI_PORT/
 # (grep >/dev/null, not grep -q, after a pipe: under pipefail an early exit of grep can fail curl)
 spark_master_alive() { spark_master_json | grep '"status" *: *"ALIVE"' >/dev/null; }
 spark_worker_alive() {
-  spark_master_json | python3 -c 'import json, sys; sys.exit(not any(w.get("state") == "ALIVE" for w in json.load(sys.stdin).get("workers", [])))' 2>/dev/null
+  spark_master_json | python3 -c '
+import json, sys
+sys.exit(not any(w.get("state") == "ALIVE" for w in json.load(sys.stdin).get("workers", [])))' 2>/dev/null
 }
 
 spark_standalone_start() {
