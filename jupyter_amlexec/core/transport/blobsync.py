@@ -162,18 +162,9 @@ class BlobSync:
         name, taken from its parent folder: when the entry is a link, the link itself arrives (and a
         safe extractor skips it), never the folder it points to. None when nothing is there."""
         parent, _, name = path.rstrip("/").rpartition("/")
-        counted = _Counting(sink)
-        where = host_path(parent or "/")
-        script = f"cd {where} || exit 3; [ -e {shlex.quote(name)} ] || [ -L {shlex.quote(name)} ] || exit 3; exec tar -c -f - {shlex.quote(name)}"
-        result = self.conn.run(["sh", "-c", script], stdout=counted.write, timeout=timeout)
-        if result.exit_code == 3 and counted.count == 0:
-            return None
-        if result.exit_code != 0:
-            raise TargetUnavailableError(
-                f"Reading {path} from {self.conn.endpoint.describe()} failed: "
-                f"{result.stderr.decode('utf-8', 'replace').strip() or 'exit ' + str(result.exit_code)}."
-            )
-        return counted.count
+        entry = shlex.quote(name)
+        script = f"cd {host_path(parent or '/')} || exit 3; [ -e {entry} ] || [ -L {entry} ] || exit 3; exec tar -c -f - {entry}"
+        return self._stream(script, path, sink, timeout)
 
     def pull_folder(self, folder: str, sink: Sink, *, timeout: float = 600.0) -> int | None:
         """Stream `folder` of the host as an uncompressed tar (members relative to it) into `sink`.
@@ -183,8 +174,11 @@ class BlobSync:
         """
         where = folder if folder.startswith(("/", "~")) else f"{self.root.rstrip('/')}/{folder}"
         path = host_path(where)
+        return self._stream(f"[ -d {path} ] || exit 3; cd {path} && exec tar -c -f - .", where, sink, timeout)
+
+    def _stream(self, script: str, where: str, sink: Sink, timeout: float) -> int | None:
+        """Run a `tar -c` script on the host into `sink`: bytes received, None when it said "not there" (3)."""
         counted = _Counting(sink)
-        script = f"[ -d {path} ] || exit 3; cd {path} && exec tar -c -f - ."
         result = self.conn.run(["sh", "-c", script], stdout=counted.write, timeout=timeout)
         if result.exit_code == 3 and counted.count == 0:
             return None
