@@ -46,11 +46,18 @@ if [ $# -gt 0 ]; then
 fi
 mkdir -p "$(dirname "$d")"
 if mv -T "$b" "$d" 2>/dev/null; then
-  if [ "$pack" = 1 ]; then tar -czf "$d/../$(basename "$d").tar.gz.tmp" -C "$d" . && mv -f "$d/../$(basename "$d").tar.gz.tmp" "$d/../$(basename "$d").tar.gz"; fi
   touch "$d/.amlexec-ready"
 else
   echo "Built at the same time by another run: that one is used."
 fi
+"""
+
+
+# $1 = env dir: its archive beside it, made once (YARN ships it with --archives).
+PACK = r"""
+d=$1; a="$d.tar.gz"
+[ -f "$a" ] && exit 0
+tar -czf "$a.tmp.$$" -C "$d" . && mv -f "$a.tmp.$$" "$a"
 """
 
 
@@ -91,6 +98,7 @@ def ensure_environment(
     details = {"archive": f"{root}/envs/{key}.tar.gz" if pack else None, "dir": where}
     if ready and not force:
         log(f"Environment {key} on {conn.endpoint.describe()} is ready (cached at {where}).")
+        _pack(conn, where, pack, log)
         return PreparedEnv(env_hash=key, python=f"{where}/bin/python", details=details)
     if not build:
         raise EnvironmentBuildError(
@@ -123,4 +131,18 @@ def ensure_environment(
             f"{result.exit_code}); the build log is in the run's control log.",
             log_tail="\n".join(output.splitlines()[-40:]),
         )
+    _pack(conn, where, pack, log)
     return PreparedEnv(env_hash=key, built=True, python=f"{where}/bin/python", details=details)
+
+
+def _pack(conn: SshConnection, where: str, pack: bool, log: ControlLog) -> None:
+    """The venv's archive for --archives, once (an environment first built for standalone has none)."""
+    if not pack:
+        return
+    result = conn.run(["sh", "-c", PACK, "amlexec-pack", where], timeout=600)
+    if result.exit_code != 0:
+        raise EnvironmentBuildError(
+            f"Packing the environment {where} on {conn.endpoint.describe()} for YARN failed: "
+            f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}",
+            log_tail="",
+        )
