@@ -39,6 +39,14 @@ if has yarn; then
   # The SSH user submits to YARN (a head node's user is not the NodeManager's): its staging files
   # go to the shared staging folder, so that folder must be writable by everyone, as /tmp is.
   chmod 1777 "$INFRA/yarn/staging"
+  # ... and reads its own aggregated logs (`yarn logs`). On a cluster the NodeManager runs as yarn
+  # and the user's log folder is the user's; here the NodeManager is root, so the user's folder is
+  # given the user's group, setgid: what the NodeManager adds later inherits it (files are 640).
+  logs="$AMLEXEC_TEST_YARN_LOG_DIR/$SSH_TEST_USER"
+  mkdir -p "$logs"
+  chgrp -R "$SSH_TEST_USER" "$logs"
+  chmod -R g+rX "$logs"
+  find "$logs" -type d -exec chmod g+s {} +
 fi
 if has livy; then spark_livy_wait; fi
 echo "cluster-dev: services ready in $(($(date +%s) - start)) s"

@@ -161,3 +161,25 @@ def test_a_killed_submitter_leaves_the_run_recorded_to_its_end(
     run = session.run(run_id)
     assert float(str(run.metrics["Accuracy"])) > 0.8
     assert (run.outputs_dir / "model.txt").exists()
+
+
+def test_yarn_cluster_mode_follows_the_application_and_brings_back_its_log_and_outputs(
+    project: Path, ssh_hosts: SshHosts, ssh_home: Path
+) -> None:
+    # Given the Iris project on YARN in cluster mode (the driver in a YARN container)
+    session = cluster_project(project, ssh_hosts, name="hdi", master="yarn", deploy_mode="cluster")
+    # When it runs
+    run = session.submit(script="iris_spark.py", arguments=["0.02"], run_configuration="hdi").wait()
+    # Then the application's state was the run's detail while it ran
+    control = run.logs("control")
+    assert "RUNNING on YARN (application_" in control
+    # And the driver's output came back from the aggregated logs, metric tags included
+    log = run.logs()
+    assert "aggregated YARN logs of application_" in log
+    assert "marker from the spark file: from-spark-dependencies" in log
+    assert run.metrics["Regularization Rate"] == 0.02
+    assert float(str(run.metrics["Accuracy"])) > 0.8
+    # And outputs/ written in the driver's container were collected
+    assert (run.outputs_dir / "model.txt").read_text().startswith("accuracy ")
+    app = yarn_app(str(run.record.handle["app_id"]))  # type: ignore[index]
+    assert (app["state"], app["finalStatus"]) == ("FINISHED", "SUCCEEDED")
