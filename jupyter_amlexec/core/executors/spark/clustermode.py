@@ -18,27 +18,9 @@ from dataclasses import replace
 from ...errors import TargetUnavailableError
 from ...transport.ssh import SshConnection
 from ..base import RunSpec
+from .bootstrap import MAIN, SETTINGS_FILE, run_settings
 
 SNAPSHOT_ALIAS = "amlexec_snapshot"
-SETTINGS_FILE = ".amlexec/cluster-run.json"
-
-BOOTSTRAP = '''\
-"""The entry of a jupyter_amlexec run in YARN cluster mode (written by the executor, see clustermode.py)."""
-import json, os, runpy, shutil, sys
-
-here = os.path.abspath("amlexec_snapshot")
-with open(os.path.join(here, ".amlexec", "cluster-run.json")) as f:
-    run = json.load(f)
-os.environ.update(run["environment"])
-os.chdir(here)
-sys.path[:0] = [here] + [os.path.join(here, p) for p in run["python_path"]]
-sys.argv = [run["entry_script"]] + sys.argv[2:]  # argv[1] is the entry script itself
-try:
-    runpy.run_path(run["entry_script"], run_name="__main__")
-finally:
-    if os.path.isdir("outputs"):
-        shutil.copytree("outputs", run["outputs_dir"], dirs_exist_ok=True)
-'''
 
 
 def outputs_dir(root: str, run_id: str) -> str:
@@ -53,12 +35,7 @@ def prepare(
     argument; returns it with the archives to ship and the extra spark-submit options."""
     root = run_dir.rsplit("/runs/", 1)[0]
     out = outputs_dir(root, run.run_id)
-    settings = {
-        "environment": {**run.environment_variables, "PYTHONUNBUFFERED": "1"},
-        "python_path": list(run.python_path),
-        "entry_script": run.entry_script,
-        "outputs_dir": out,
-    }
+    settings = run_settings(dict(run.environment_variables), list(run.python_path), run.entry_script, out)
     main = f"{run_dir}/cluster/amlexec_main.py"
     archive = f"{run_dir}/cluster/snapshot.tgz"
     script = "\n".join(
@@ -67,7 +44,7 @@ def prepare(
             f"mkdir -p {shlex.quote(run_dir)}/cluster {shlex.quote(out)}",
             f"chmod 1777 {shlex.quote(out)}",  # the container's user writes there
             f"cat > {shlex.quote(work)}/{SETTINGS_FILE}",
-            f"printf '%s' {shlex.quote(BOOTSTRAP)} > {shlex.quote(main)}",
+            f"printf '%s' {shlex.quote(MAIN)} > {shlex.quote(main)}",
             f"tar -czf {shlex.quote(archive)} -C {shlex.quote(work)} .",
             f"chmod 600 {shlex.quote(work)}/{SETTINGS_FILE} {shlex.quote(archive)}",
         ]
@@ -78,5 +55,5 @@ def prepare(
             f"Could not pack the run for YARN cluster mode in {run_dir} on {conn.endpoint.describe()}: "
             f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}"
         )
-    changed = replace(run, entry_script=main, arguments=(run.entry_script, *run.arguments))
+    changed = replace(run, entry_script=main, arguments=(SNAPSHOT_ALIAS, *run.arguments))
     return changed, [f"{archive}#{SNAPSHOT_ALIAS}"], []

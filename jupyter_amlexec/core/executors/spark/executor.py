@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ...errors import ConfigError, TargetUnavailableError
+from ...errors import TargetUnavailableError
 from ...models import EnvironmentSpec, RunStatus
 from ...project import ComputeTarget
 from ...snapshot import Snapshot
@@ -50,12 +50,6 @@ class ClusterExecutor:
         return self.settings.address
 
     def endpoint(self, project: Path | None = None) -> Endpoint:
-        if self.settings.ssh is None:
-            raise ConfigError(
-                f"target '{self.target.name}' has a livyUrl and no address: it runs through Livy.",
-                file=Path("aml_config") / f"{self.target.name}.compute",
-                key="address",
-            )
         return resolve_endpoint(self.settings.ssh, project=project or self.project_root)
 
     def connection(self, project: Path | None = None) -> SshConnection:

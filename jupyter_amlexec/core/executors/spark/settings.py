@@ -4,8 +4,8 @@ Workbench's keys: `address`, `username`, `yarnDeployMode`, `sparkSubmitLocation`
 `sparkMaster` (`yarn` by default, as on HDInsight; `spark://host:port` standalone, `local[N]`),
 `hadoopConfDir` (HADOOP_CONF_DIR and YARN_CONF_DIR for spark-submit on the head node, when its login
 environment does not set them), `pythonLocation` (the head node's Python that environments are built
-from), `yarnLocation` (the `yarn` CLI, for aggregated logs in cluster mode), `amlexecRoot`, and for
-HTTPS-only clusters `livyUrl` (+ `passwordEnv` / `passwordKeyring`, never a password in the file).
+from), `yarnLocation` (the `yarn` CLI, for aggregated logs in cluster mode), and `amlexecRoot`. A target
+with `livyUrl` runs through Livy instead (livy.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _MASTER = re.compile(r"yarn|local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s,/]+:\d+(,[^
 class ClusterSettings:
     """How a cluster is reached and how spark-submit is called on it."""
 
-    ssh: SshSettings | None  # None when the cluster is reached through Livy only
+    ssh: SshSettings
     master: str = "yarn"  # sparkMaster
     deploy_mode: str = "client"  # yarnDeployMode (YARN only; standalone and local run the driver here)
     submit: str = "spark-submit"  # sparkSubmitLocation
@@ -34,7 +34,6 @@ class ClusterSettings:
     python: str = "python3"  # pythonLocation: the head node's Python
     yarn: str = "yarn"  # yarnLocation
     root: str = DEFAULT_ROOT  # amlexecRoot
-    livy_url: str | None = None  # livyUrl
 
     @property
     def is_yarn(self) -> bool:
@@ -42,8 +41,8 @@ class ClusterSettings:
 
     @property
     def address(self) -> str:
-        """The head node (or the Livy endpoint) for messages."""
-        return self.ssh.address if self.ssh else str(self.livy_url)
+        """The head node, for messages."""
+        return self.ssh.address
 
     @classmethod
     def of(cls, target: ComputeTarget) -> ClusterSettings:
@@ -57,16 +56,9 @@ class ClusterSettings:
                 file=where,
                 key="sparkMaster",
             )
-        livy = _text(extra.get("livyUrl"))
-        if livy and not livy.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"bad value {livy!r}; allowed: an http:// or https:// URL of the Livy server.",
-                file=where,
-                key="livyUrl",
-            )
         mode = (target.yarn_deploy_mode or "cluster").lower() if master == "yarn" else "client"
         return cls(
-            ssh=None if livy and not target.address else SshSettings.from_target(target),
+            ssh=SshSettings.from_target(target),
             master=master,
             deploy_mode=mode,
             submit=target.spark_submit_location or "spark-submit",
@@ -74,7 +66,6 @@ class ClusterSettings:
             python=target.python_location or "python3",
             yarn=_text(extra.get("yarnLocation")) or "yarn",
             root=_text(extra.get("amlexecRoot")) or DEFAULT_ROOT,
-            livy_url=livy.rstrip("/") if livy else None,
         )
 
 
