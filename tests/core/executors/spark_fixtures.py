@@ -4,20 +4,17 @@ standalone master and the YARN ResourceManager as a user would take them."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from jupyter_amlexec.core.api import Session
-from tests.conftest import require
 from tests.core.transport.conftest import SshHosts
+from tests.infra.test_spark_infra import get_json, setting, wait_until
+
+__all__ = ["get_json", "setting", "wait_until"]
 
 HEAD_PYTHON = "/usr/bin/python3"  # the head node's own Python (the SSH user cannot run root's pyenv)
 EXTRA_PACKAGE = "tabulate"  # an extra pip package of the conda file, not in the head node's Python
@@ -71,28 +68,6 @@ for i in range(1200):
         print("tick", i, flush=True)
     time.sleep(0.5)
 """
-
-
-def setting(name: str) -> str:
-    value = os.environ.get(name, "")
-    require(bool(value), f"{name} (exported by scripts/infra/spark.sh)")
-    return value
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
 
 
 def write_iris(path: Path, rows: int = 150) -> None:
