@@ -15,6 +15,7 @@ import pytest
 
 from jupyter_amlexec.core.transport.ssh import shared_pool
 from tests.core.executors.spark_fixtures import (
+    EXTRA_PACKAGE,
     cluster_project,
     master_state,
     setting,
@@ -183,3 +184,23 @@ def test_yarn_cluster_mode_follows_the_application_and_brings_back_its_log_and_o
     assert (run.outputs_dir / "model.txt").read_text().startswith("accuracy ")
     app = yarn_app(str(run.record.handle["app_id"]))  # type: ignore[index]
     assert (app["state"], app["finalStatus"]) == ("FINISHED", "SUCCEEDED")
+
+
+def test_the_head_node_environment_is_built_once_per_hash_and_reused(
+    project: Path, ssh_hosts: SshHosts, ssh_home: Path
+) -> None:
+    # Given a conda file with one extra pip package
+    session = cluster_project(project, ssh_hosts, name="sparkvm", master=setting("AMLEXEC_TEST_SPARK_MASTER"))
+    conda = project / "aml_config" / "sparkvm_conda.yml"
+    conda.write_text(f"dependencies:\n  - python=3.11\n  - pip:\n    - {EXTRA_PACKAGE}\n")
+    lines: list[str] = []
+    # When it is prepared (force: built now even if an earlier test built it), then again unchanged
+    first = session.prepare("sparkvm", force=True, log=lines.append)
+    second = session.prepare("sparkvm", log=lines.append)
+    # Then the venv was built once, on the head node, and the second prepare found it
+    assert first.built and not second.built
+    assert first.env_hash == second.env_hash and first.python == second.python
+    assert any("Building environment" in line for line in lines)
+    assert any("is ready (cached" in line for line in lines)
+    assert str(first.python).startswith(f"/home/{ssh_hosts.user}/.amlexec/envs/")
+    assert Path(str(first.python)).parent.parent.joinpath(".amlexec-ready").exists()
