@@ -266,7 +266,7 @@ class LivyRunHandle:
             status = self.poll()
             if status.status.terminal or time.monotonic() >= deadline:
                 return status
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     def _log_tail(self, size: int = 65536) -> bytes:
         path = self.run_dir / "driver.log"
