@@ -21,13 +21,11 @@ from ...transport.ssh import SshConnection
 from ..base import ControlLog, PreparedEnv
 
 READY = ".amlexec-ready"
-ARCHIVE = "env.tar.gz"
-EXIT_PYTHON_MISMATCH = 86
 
-# $1 = base python, $2 = env dir, $3 = wanted python version ("" = any), $4 = pack (1|0), then pip specs.
+# $1 = base python, $2 = env dir, $3 = wanted python version ("" = any), then pip specs.
 RECIPE = r"""
 set -e
-py=$1; d=$2; want=$3; pack=$4; shift 4
+py=$1; d=$2; want=$3; shift 3
 have=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 case "$have." in
   "$want".*|.) ;;
@@ -109,18 +107,18 @@ def ensure_environment(
         )
     if force:
         conn.run(["rm", "-rf", where, f"{where}.tar.gz"])
+    _build(conn, env, key, where, python, log)
+    _pack(conn, where, pack, log)
+    return PreparedEnv(env_hash=key, built=True, python=f"{where}/bin/python", details=details)
+
+
+def _build(
+    conn: SshConnection, env: EnvironmentSpec, key: str, where: str, python: str, log: ControlLog
+) -> None:
+    """The venv at `where`: built in a folder of its own, then renamed into place (a concurrent build
+    of the same hash loses the rename and leaves the winner's)."""
     log(f"Building environment {key} on {conn.endpoint.describe()}: {', '.join(env.pip_packages)}")
-    argv = [
-        "sh",
-        "-c",
-        RECIPE,
-        "amlexec-env",
-        python,
-        where,
-        env.python_version or "",
-        "1" if pack else "0",
-        *env.pip_packages,
-    ]
+    argv = ["sh", "-c", RECIPE, "amlexec-env", python, where, env.python_version or "", *env.pip_packages]
     result = conn.run(argv, timeout=1800)
     output = (result.stdout + result.stderr).decode("utf-8", "replace")
     for line in output.splitlines():
@@ -131,8 +129,6 @@ def ensure_environment(
             f"{result.exit_code}); the build log is in the run's control log.",
             log_tail="\n".join(output.splitlines()[-40:]),
         )
-    _pack(conn, where, pack, log)
-    return PreparedEnv(env_hash=key, built=True, python=f"{where}/bin/python", details=details)
 
 
 def _pack(conn: SshConnection, where: str, pack: bool, log: ControlLog) -> None:
