@@ -16,39 +16,15 @@ cd "$REPO"
 source "$REPO/scripts/infra/common.sh"
 source "$REPO/scripts/infra/sshd.sh"
 source "$REPO/scripts/infra/spark.sh"
+source "$REPO/scripts/infra/cluster.sh"
 install_traps
-
-services="${CLUSTER_DEV_SERVICES:-sshd standalone yarn livy}"
-has() { case " $services " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 echo "== Python environment (.venv)"
 ensure_venv
 
 start=$(date +%s)
-if has sshd; then ensure_sshd_hosts; fi
-spark_tools
-if has standalone; then spark_standalone_prepare; fi
-if has yarn; then spark_yarn_prepare; fi
-if has livy; then spark_livy_prepare; fi
-if has standalone; then spark_standalone_start; fi
-if has yarn; then spark_yarn_start; fi
-if has livy; then spark_livy_start; fi
-if has standalone; then spark_standalone_wait; fi
-if has yarn; then
-  spark_yarn_wait
-  # The SSH user submits to YARN (a head node's user is not the NodeManager's): its staging files
-  # go to the shared staging folder, so that folder must be writable by everyone, as /tmp is.
-  chmod 1777 "$INFRA/yarn/staging"
-  # ... and reads its own aggregated logs (`yarn logs`). On a cluster the NodeManager runs as yarn
-  # and the user's log folder is the user's; here the NodeManager is root, so the user's folder is
-  # given the user's group, setgid: what the NodeManager adds later inherits it (files are 640).
-  logs="$AMLEXEC_TEST_YARN_LOG_DIR/$SSH_TEST_USER"
-  mkdir -p "$logs"
-  chgrp -R "$SSH_TEST_USER" "$logs"
-  chmod -R g+rX "$logs"
-  find "$logs" -type d -exec chmod g+s {} +
-fi
-if has livy; then spark_livy_wait; fi
+# shellcheck disable=SC2086 # a list of service names
+ensure_cluster_infra ${CLUSTER_DEV_SERVICES:-}
 echo "cluster-dev: services ready in $(($(date +%s) - start)) s"
 
 if [ "${CLUSTER_DEV_HOLD:-0}" = 1 ]; then
@@ -57,6 +33,10 @@ if [ "${CLUSTER_DEV_HOLD:-0}" = 1 ]; then
   while true; do sleep 1; done
 fi
 
+if [ $# -eq 0 ]; then
+  set -- tests/core/executors/test_spark.py tests/core/executors/test_spark_local.py \
+    tests/core/executors/test_spark_livy.py tests/core/executors/test_spark_settings.py
+fi
 status=0
-"$REPO/.venv/bin/python" -m pytest -q -p no:cacheprovider "${@:-tests/core/executors/test_spark.py}" </dev/null || status=$?
+"$REPO/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@" </dev/null || status=$?
 exit "$status"
