@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +205,44 @@ def test_the_head_node_environment_is_built_once_per_hash_and_reused(
     assert any("is ready (cached" in line for line in lines)
     assert str(first.python).startswith(f"/home/{ssh_hosts.user}/.amlexec/envs/")
     assert Path(str(first.python)).parent.parent.joinpath(".amlexec-ready").exists()
+
+
+def _yarn_state(app_id: str) -> str | None:
+    try:  # the ResourceManager may answer 404 for a moment after spark-submit named the id
+        return str(yarn_app(app_id)["state"])
+    except urllib.error.HTTPError:
+        return None
+
+
+def test_cancel_in_yarn_cluster_mode_kills_the_application(
+    project: Path, ssh_hosts: SshHosts, ssh_home: Path
+) -> None:
+    session = cluster_project(project, ssh_hosts, name="hdi", master="yarn", deploy_mode="cluster")
+    # Given a long job whose driver runs in a YARN container
+    run = session.submit(script="long_spark.py", run_configuration="hdi")
+    handle = wait_until(lambda: run.record.handle, 240, "the run's handle")
+    app_id = str(handle["app_id"])
+    wait_until(lambda: _yarn_state(app_id) == "RUNNING", 240, f"{app_id} RUNNING")
+    # When it is canceled
+    run.cancel()
+    run.wait(raise_on_failure=False)
+    # Then the application is killed on YARN, not only the spark-submit that watched it
+    assert run.status.value == "Canceled"
+    app = wait_until(
+        lambda: (a := yarn_app(app_id))["state"] in ("KILLED", "FINISHED", "FAILED") and a, 60, "end"
+    )
+    assert (app["state"], app["finalStatus"]) == ("KILLED", "KILLED")
+
+
+def test_framework_python_runs_the_environments_interpreter_on_the_head_node(
+    project: Path, ssh_hosts: SshHosts, ssh_home: Path
+) -> None:
+    session = cluster_project(project, ssh_hosts, name="sparkvm", master=setting("AMLEXEC_TEST_SPARK_MASTER"))
+    rc = project / "aml_config" / "sparkvm.runconfig"
+    rc.write_text(rc.read_text().replace("Framework: PySpark", "Framework: Python"))
+    (project / "plain.py").write_text(
+        "import sys, tabulate\nprint('plain', sys.executable, tabulate.__version__)\n"
+    )
+    run = session.submit(script="plain.py", run_configuration="sparkvm").wait()
+    assert f"plain /home/{ssh_hosts.user}/.amlexec/envs/" in run.logs()
+    assert "spark-submit" not in run.logs("control")
