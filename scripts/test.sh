@@ -16,6 +16,7 @@ source "$REPO/scripts/infra/images.sh"
 source "$REPO/scripts/infra/browser.sh"
 source "$REPO/scripts/infra/sshd.sh"
 source "$REPO/scripts/infra/spark.sh"
+source "$REPO/scripts/infra/cluster.sh"
 install_traps
 
 echo "== Python environment (.venv)"
@@ -44,8 +45,9 @@ ensure_pyspark_image "$AMLEXEC_TEST_PYSPARK_IMAGE" "$AMLEXEC_TEST_BASE_IMAGE"
 echo "== SSH hosts (sshd on 127.0.0.2 and 127.0.0.3)"
 ensure_sshd_hosts
 
-echo "== Spark: standalone, YARN, Livy"
+echo "== Spark: standalone, YARN, Livy, and the SSH user as a cluster user"
 ensure_spark_infra
+cluster_yarn_user_access
 
 echo "== Lint and types"
 ruff check jupyter_amlexec tests benchmarks

@@ -175,8 +175,37 @@ def _spark_value(value: object) -> str:
     return str(value)
 
 
+def _spark_paths(spark: Mapping[str, Any], key: str, what: str, path: Path | None) -> list[str]:
+    """Our `jars` / `pyFiles` keys: paths relative to the run's folder (files of the snapshot), paths
+    on the cluster's nodes, or URLs spark-submit can fetch (hdfs://, local:/...)."""
+    value = spark.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(
+            f"bad value {value!r}; allowed: a list of {what} (project-relative paths or URLs).",
+            file=path,
+            key=key,
+        )
+    for entry in value:
+        if "," in entry:
+            raise ConfigError(
+                f"bad entry {entry!r}: spark-submit separates {what} with commas, so a name cannot "
+                f"hold one; rename the file.",
+                file=path,
+                key=key,
+            )
+        if entry.strip().startswith("../") or "/../" in entry:
+            raise ConfigError(
+                f"bad entry {entry!r}: it leaves the project, and only project files travel with a "
+                f"run. Move the file into the project and name it relative to the project folder.",
+                file=path,
+                key=key,
+            )
+    return [v.strip() for v in value]
+
+
 def normalised_spark(spark: Mapping[str, Any], *, path: Path | None = None) -> dict[str, Any]:
-    """spark_dependencies.yml -> {configuration: {k: str}, packages: ["g:a:v"], repositories: [url]}."""
+    """spark_dependencies.yml -> {configuration: {k: str}, packages: ["g:a:v"], repositories: [url],
+    jars: [path], pyFiles: [path]}."""
     configuration = spark.get("configuration") or {}
     packages = spark.get("packages") or []
     repositories = spark.get("repositories") or []
@@ -218,16 +247,21 @@ def normalised_spark(spark: Mapping[str, Any], *, path: Path | None = None) -> d
                 file=path,
                 key="packages",
             )
-    return {
+    doc: dict[str, Any] = {
         "configuration": {str(k): _spark_value(v) for k, v in configuration.items() if v is not None},
         "packages": coords,
         "repositories": [str(r).strip() for r in repositories if r is not None],
     }
+    # present only when given: a spark file without them keeps its environment hash (cached images)
+    for key, what in (("jars", "jar files"), ("pyFiles", ".py, .zip or .egg files")):
+        if spark.get(key) is not None:
+            doc[key] = _spark_paths(spark, key, what, path)
+    return doc
 
 
 def spark_submit_args(spark: Mapping[str, Any] | EnvironmentSpec | None) -> list[str]:
     """spark-submit options for a normalised spark spec (or an EnvironmentSpec): `--conf k=v` for each
-    property, then `--packages g:a:v,...` and `--repositories url,...`."""
+    property, then `--packages g:a:v,...`, `--repositories url,...`, `--jars a,b`, `--py-files x,y`."""
     doc: Mapping[str, Any] | None = spark.spark if isinstance(spark, EnvironmentSpec) else spark
     if not doc:
         return []
@@ -238,4 +272,8 @@ def spark_submit_args(spark: Mapping[str, Any] | EnvironmentSpec | None) -> list
         args += ["--packages", ",".join(str(p) for p in doc["packages"])]
     if doc.get("repositories"):
         args += ["--repositories", ",".join(str(r) for r in doc["repositories"])]
+    if doc.get("jars"):
+        args += ["--jars", ",".join(str(j) for j in doc["jars"])]
+    if doc.get("pyFiles"):
+        args += ["--py-files", ",".join(str(f) for f in doc["pyFiles"])]
     return args

@@ -87,7 +87,7 @@ def one_name(rest: str, verb: str) -> str:
 
 
 def _target_list(session: Any, rest: str) -> None:
-    from ..cli import check_lines
+    from ..attaching import check_lines
     from ..display import targets_table
 
     project = session.project
@@ -110,7 +110,7 @@ def _problems(project: Any, kinds: tuple[str, ...]) -> None:
 
 
 def _target_attach(session: Any, rest: str) -> None:
-    from ..cli import attach_from_options, check_lines  # the flags are the CLI's; imported when used
+    from ..attaching import attach_from_options, check_lines
 
     opts = parse(target_attach_flags, rest)
     target, rc = attach_from_options(session.project, opts)
