@@ -341,7 +341,8 @@ class RunFollower:
         )
 
     def _fail(self, exc: BaseException) -> None:
-        message = str(exc) or type(exc).__name__
+        # with its fixing command, spelled as the adapter in this process spells it (none: plain)
+        message = (exc.explained() if isinstance(exc, AmlExecError) else str(exc)) or type(exc).__name__
         if not isinstance(exc, AmlExecError):
             log.exception("run %s failed inside jupyter_amlexec", self.run_id)
             message = f"{type(exc).__name__}: {message}"

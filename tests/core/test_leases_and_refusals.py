@@ -72,7 +72,6 @@ def test_a_live_follower_keeps_its_lease(home: Path) -> None:
     [
         ("type: local\npythonLocation: /nowhere/bin/python9\n", "pythonLocation"),
         ("type: quantum\n", "quantum"),
-        ("type: docker\n", "baseDockerImage"),
     ],
 )
 def test_a_target_that_cannot_run_is_refused_before_anything_is_recorded(

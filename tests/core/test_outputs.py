@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from jupyter_amlexec.core.api import Session
-from jupyter_amlexec.core.errors import AttachmentError
+from jupyter_amlexec.core.errors import AttachmentError, Hint
 from jupyter_amlexec.core.history import History
 from jupyter_amlexec.core.models import RunStatus
 from jupyter_amlexec.core.outputs import collect_directory, collect_tar, resolve_attachment
@@ -327,7 +327,7 @@ def test_a_large_tar_streams_without_being_held_in_memory(tmp_path: Path) -> Non
         tracemalloc.stop()
     assert collected == ["model.bin"]
     assert (tmp_path / "d" / "model.bin").stat().st_size == size
-    assert peak < 8 * MB, peak
+    assert peak < 16 * MB, peak  # a quarter of the file: other threads of the test process allocate too
 
 
 CONTAINER_SCRIPT = r"""
@@ -414,7 +414,9 @@ def test_attachments_are_read_only_from_the_run_s_own_files(tmp_path: Path) -> N
             resolve_attachment(run_dir, name)
         message = str(error.value)
         assert (
-            repr(name) in message and "outputs/<file>" in message and "amlexec history info -r p_1" in message
+            repr(name) in message
+            and "outputs/<file>" in message
+            and error.value.hint == Hint("run.show", ("p_1",))
         )
 
 

@@ -110,7 +110,7 @@ class _Kernel:
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 return seen
 
-    def wait_for_text(self, needle: str, timeout: float = 60) -> None:
+    def wait_for_text(self, needle: str, timeout: float = 180) -> None:
         """Read IOPub until some widget update carries `needle` (the run's log reached the widget)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -339,7 +339,8 @@ def test_prepare_environment_false_runs_only_a_prepared_environment(
         engine.images.remove(tag, force=True)
     # When a run is submitted, it fails saying how to prepare, and builds nothing
     run = session.submit(cell="import six", run_configuration="box").wait(raise_on_failure=False)
-    assert run.status is RunStatus.FAILED and "%aml_target prepare box" in (run.record.error or "")
+    error = run.record.error or ""
+    assert run.status is RunStatus.FAILED and "not prepared" in error and "Prepare it once" in error
     # And once prepared, the same run configuration runs
     session.prepare("box")
     again = session.submit(cell="import six\nprint('six', six.__version__)", run_configuration="box").wait()

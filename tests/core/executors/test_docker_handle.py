@@ -268,7 +268,7 @@ def test_output_size_cap_skips_big_files_and_names_them(
     assert files == ["small.txt"] and (dest / "small.txt").read_text() == "small"
     assert not (dest / "sub" / "big.bin").exists() and not (dest / "link").exists()
     text = "".join(control)
-    assert "outputs/sub/big.bin: 2097152 bytes, over the 1048576-byte limit" in text
+    assert "outputs/sub/big.bin: not collected, 2097152 bytes is over the 1048576-byte limit" in text
     assert "outputs/link" in text
 
 
