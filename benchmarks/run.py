@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ALL = ["local", "process", "snapshot", "history", "docker", "widgets", "reliability", "spark"]
+ALL = ["local", "process", "snapshot", "history", "docker", "ssh", "widgets", "reliability", "spark"]
 
 
 def _fmt(value: object, unit: str = "") -> str:

@@ -9,6 +9,7 @@ work goes on over there and the run is followed to its real end when the host an
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ class RemoteSettings:
         )
 
 
+CHECK_VALID_SECONDS = 60.0
+
+
 class RemoteExecutor:
     """Runs on a host's own Python over SSH; one per target and process."""
 
@@ -56,6 +60,7 @@ class RemoteExecutor:
         self.settings = RemoteSettings.of(target)
         self.home = home
         self.project_root: Path | None = None  # set by create_executor: aml_config/known_hosts
+        self._checked_at = -CHECK_VALID_SECONDS
 
     @property
     def address(self) -> str:
@@ -69,7 +74,12 @@ class RemoteExecutor:
         return shared_pool().get(self.endpoint(project))
 
     def check(self) -> None:
-        """Reachable, host key known, authenticated, and the interpreter there answers."""
+        """Reachable, host key known, authenticated, and the interpreter there answers. Once a check
+        passed, runs in the next CHECK_VALID_SECONDS only see that the connection is alive (a run
+        pays no extra round trip; a dead host still fails at its first command)."""
+        if time.monotonic() - self._checked_at < CHECK_VALID_SECONDS:
+            self.connection()
+            return
         conn = self.connection()
         result = conn.run([self.settings.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         if result.exit_code != 0:
@@ -78,6 +88,7 @@ class RemoteExecutor:
                 f"{conn.endpoint.describe()} ({result.stderr.decode('utf-8', 'replace').strip()[-300:]}). "
                 f"Set pythonLocation in aml_config/{self.target.name}.compute to the host's Python."
             )
+        self._checked_at = time.monotonic()
 
     def environment_key(self, env: EnvironmentSpec) -> str:
         return f"remote:{self.settings.ssh.address}:{self.settings.python}"

@@ -150,7 +150,7 @@ class DetachedRunHandle:
             status = self.poll()
             if status.status.terminal or self._pending or time.monotonic() >= deadline:
                 return status
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def logs(self, cursor: LogCursor) -> LogChunk:
         offset = offset_of(cursor)

@@ -1,0 +1,137 @@
+"""Remote targets over SSH against the bare command on the same host, side by side.
+
+- remote Python: submit -> Completed on a `remote` target vs `ssh host python3 script.py` (our warm
+  SSH connection running the same script: the limit is one exec over an open connection);
+- remote Docker (warm, environment cached): a `remotedocker` run vs `ssh host docker run --rm IMG
+  python3 -c ...` of the same image;
+- a resubmit with 1 of 1,000 files changed: bytes sent vs the changed file's size.
+Needs the sshd hosts of scripts/test.sh (AMLEXEC_TEST_SSH_*, or the defaults it writes under .infra/)
+and, for the Docker row, the engine and image of the test command. Medians of interleaved rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROUNDS = 7
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = "import sys\nprint('hello from', sys.argv[1])\n"
+
+
+def _hosts() -> tuple[str, int, str, str, str]:
+    infra = REPO / ".infra" / "sshd"
+    host, port = os.environ.get("AMLEXEC_TEST_SSH_HOSTS", "127.0.0.2:2222").split()[0].rsplit(":", 1)
+    return (
+        host,
+        int(port),
+        os.environ.get("AMLEXEC_TEST_SSH_USER", "amlexec-ssh"),
+        os.environ.get("AMLEXEC_TEST_SSH_KEY", str(infra / "client" / "id_plain")),
+        os.environ.get("AMLEXEC_TEST_SSH_KNOWN_HOSTS", str(infra / "known_hosts")),
+    )
+
+
+def _session(tmp: Path) -> tuple[Any, Any]:
+    from jupyter_amlexec.core.api import Session
+    from jupyter_amlexec.core.transport.ssh import shared_pool
+    from jupyter_amlexec.core.transport.sshconfig import SshSettings, resolve_endpoint
+
+    host, port, user, key, known = _hosts()
+    os.environ["HOME"] = str(tmp)
+    (tmp / ".ssh").mkdir()
+    (tmp / ".ssh" / "known_hosts").write_text(Path(known).read_text())
+    project = tmp / "proj"
+    project.mkdir()
+    (project / "s.py").write_text(SCRIPT)
+    for i in range(20):
+        (project / f"module_{i}.py").write_text(f"VALUE = {i}\n" * 50)
+    session = Session.open(project, tmp / "home")
+    common = {"address": f"{host}:{port}", "username": user, "key_file": key}
+    session.project.attach_target("vm", "remote", python_location="python3", **common)
+    image = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")
+    network = os.environ.get("AMLEXEC_TEST_NETWORK_MODE", "host")
+    session.project.attach_target(
+        "box", "remotedocker", base_docker_image=image, network_mode=network, **common
+    )
+    conn = shared_pool().get(resolve_endpoint(SshSettings(f"{host}:{port}", username=user, key_file=key)))
+    return session, conn
+
+
+def _pair(label: str, ours: Any, bare: Any, target: str) -> dict[str, object]:
+    ours(), bare()  # warm both
+    mine, base = [], []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        bare()
+        base.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        ours()
+        mine.append(time.perf_counter() - start)
+    o, b = statistics.median(mine), statistics.median(base)
+    return {"name": label, "ours_s": o, "baseline_s": b, "ratio": o / b, "target": target}
+
+
+def _resubmit_bytes(conn: Any, tmp: Path) -> dict[str, object]:
+    from jupyter_amlexec.core.snapshot import SnapshotStore
+    from jupyter_amlexec.core.transport.blobsync import BlobSync
+
+    project = tmp / "many"
+    for i in range(1000):
+        (project / f"d{i % 10}").mkdir(parents=True, exist_ok=True)
+        (project / f"d{i % 10}" / f"f{i}.bin").write_bytes(os.urandom(2000))
+    store, sync = SnapshotStore(tmp / "home-many"), BlobSync(conn, "~/.amlexec-bench")
+    sync.push(store.take(project), "bench/work")
+    changed = project / "d3" / "f3.bin"
+    changed.write_bytes(os.urandom(20_000))
+    stats = sync.push(store.take(project), "bench/work")
+    conn.run(["rm", "-rf", ".amlexec-bench"])
+    over = stats.bytes_sent - 20_000
+    return {
+        "name": f"ssh resubmit, 1 of 1,000 files changed (20 kB): {stats.bytes_sent} bytes sent",
+        "ours_s": stats.seconds,
+        "baseline_s": None,
+        "ratio": None,
+        "target": f"file + {over / 1024:.0f} KiB (<= file + 64 KiB)",
+    }
+
+
+def run() -> list[dict[str, object]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = os.environ.get("HOME")
+        try:
+            session, conn = _session(Path(tmp))
+            rows = [
+                _pair(
+                    "remote python run vs ssh host python3 script.py",
+                    lambda: session.submit(script="s.py", arguments=["x"], run_configuration="vm").wait(),
+                    lambda: conn.run(["python3", "-c", SCRIPT, "x"]),
+                    "<= 1.3x",
+                ),
+                _resubmit_bytes(conn, Path(tmp)),
+            ]
+            image = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")
+            rows.append(
+                _pair(
+                    "remotedocker warm run vs ssh host docker run --rm",
+                    lambda: session.submit(script="s.py", arguments=["x"], run_configuration="box").wait(
+                        timeout=600
+                    ),
+                    lambda: conn.run(
+                        ["docker", "run", "--rm", "--network=host", image, "python3", "-c", SCRIPT, "x"]
+                    ),
+                    "<= 1.2x",
+                )
+            )
+            return rows
+        finally:
+            if home is not None:
+                os.environ["HOME"] = home
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
