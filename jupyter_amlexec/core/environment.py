@@ -138,9 +138,6 @@ def pip_only_supported(spec: EnvironmentSpec) -> list[str]:
     return [p for p in spec.conda_packages if package_name(p) not in _NOT_PACKAGES]
 
 
-conda_only_packages = pip_only_supported  # the name the docker builder uses
-
-
 def pip_requirements(spec: EnvironmentSpec) -> CondaAsPip:
     """What a venv build over an image without conda installs: the conda packages translated for pip
     (`conda_as_pip`), then the `pip:` section as written.

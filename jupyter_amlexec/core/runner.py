@@ -101,10 +101,6 @@ class FollowerRegistry:
             if self._followers.get(key) is follower:
                 del self._followers[key]
 
-    def live(self) -> list[RunFollower]:
-        with self._lock:
-            return [f for f in self._followers.values() if not f.done.is_set()]
-
 
 FOLLOWERS = FollowerRegistry()
 """The process-wide registry (a process follows a run at most once)."""

@@ -14,7 +14,6 @@ end when the host answers again.
 
 from __future__ import annotations
 
-import shlex
 import threading
 from pathlib import Path
 from typing import Any
@@ -99,6 +98,3 @@ class RemoteDockerExecutor(DockerExecutor):
         engine: each failure its own message with the fix."""
         check_docker(self._connection())
         super().check()
-
-    def describe(self) -> str:
-        return f"{shlex.quote(self.ssh.address)} (remote Docker over SSH)"

@@ -246,3 +246,19 @@ def test_framework_python_runs_the_environments_interpreter_on_the_head_node(
     run = session.submit(script="plain.py", run_configuration="sparkvm").wait()
     assert f"plain /home/{ssh_hosts.user}/.amlexec/envs/" in run.logs()
     assert "spark-submit" not in run.logs("control")
+
+
+def test_a_workbench_conda_file_builds_on_the_head_node_with_pip(
+    project: Path, ssh_hosts: SshHosts, ssh_home: Path
+) -> None:
+    # Given a conda file listing a package under dependencies: (as Workbench samples do), not under pip:
+    session = cluster_project(project, ssh_hosts, name="sparkvm", master=setting("AMLEXEC_TEST_SPARK_MASTER"))
+    (project / "aml_config" / "sparkvm_conda.yml").write_text(
+        f"dependencies:\n  - python=3.11\n  - {EXTRA_PACKAGE}\n"
+    )
+    lines: list[str] = []
+    # When it is prepared, then the head node's venv has it, installed with pip
+    prepared = session.prepare("sparkvm", force=True, log=lines.append)
+    assert prepared.built and any(EXTRA_PACKAGE in line for line in lines if "Building environment" in line)
+    probe = subprocess.run([str(prepared.python), "-c", f"import {EXTRA_PACKAGE}"], capture_output=True)
+    assert probe.returncode == 0, probe.stderr

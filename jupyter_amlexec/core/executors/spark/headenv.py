@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import replace
 
-from ...environment import pip_only_supported
+from ...environment import pip_requirements
 from ...errors import EnvironmentBuildError
 from ...models import EnvironmentSpec
 from ...transport.ssh import SshConnection
@@ -85,11 +85,12 @@ def ensure_environment(
     where = f"{root}/envs/{key}"
     if is_empty(env):
         return PreparedEnv(env_hash=f"head:{python}", python=python)
-    conda_only = pip_only_supported(env)
-    if conda_only:
+    as_pip = pip_requirements(env)  # the Docker build's rule: conda packages through pip where it can
+    if as_pip.conda_only:
         raise EnvironmentBuildError(
-            f"The conda file {env.conda_file or ''} lists packages a venv cannot install: "
-            f"{', '.join(conda_only)}. Move them to its `pip:` section (the head node has no conda here).",
+            f"The conda file {env.conda_file or ''} lists packages only conda has: "
+            f"{', '.join(as_pip.conda_only)}. Remove them (the head node's environment is a venv; the "
+            f"file's other dependencies are installed with pip).",
             log_tail="",
         )
     ready = conn.run(["sh", "-c", f"test -f {shlex.quote(where)}/{READY}"]).exit_code == 0
@@ -101,24 +102,33 @@ def ensure_environment(
     if not build:
         raise EnvironmentBuildError(
             f"The environment {key} is not prepared on {conn.endpoint.describe()} and the run "
-            f"configuration says PrepareEnvironment: false. Prepare it first: %aml_target prepare "
-            f"{target_name} (or amlexec experiment prepare), or set PrepareEnvironment: true.",
+            f"configuration says PrepareEnvironment: false. Prepare it first, or set "
+            f"PrepareEnvironment: true.",
             log_tail="",
-        )
+        ).with_hint("target.prepare", target_name)
     if force:
         conn.run(["rm", "-rf", where, f"{where}.tar.gz"])
-    _build(conn, env, key, where, python, log)
+    _build(conn, as_pip.requirements, as_pip.notes, key, where, python, env.python_version, log)
     _pack(conn, where, pack, log)
     return PreparedEnv(env_hash=key, built=True, python=f"{where}/bin/python", details=details)
 
 
 def _build(
-    conn: SshConnection, env: EnvironmentSpec, key: str, where: str, python: str, log: ControlLog
+    conn: SshConnection,
+    requirements: tuple[str, ...],
+    notes: tuple[str, ...],
+    key: str,
+    where: str,
+    python: str,
+    python_version: str | None,
+    log: ControlLog,
 ) -> None:
     """The venv at `where`: built in a folder of its own, then renamed into place (a concurrent build
     of the same hash loses the rename and leaves the winner's)."""
-    log(f"Building environment {key} on {conn.endpoint.describe()}: {', '.join(env.pip_packages)}")
-    argv = ["sh", "-c", RECIPE, "amlexec-env", python, where, env.python_version or "", *env.pip_packages]
+    log(f"Building environment {key} on {conn.endpoint.describe()}: {', '.join(requirements)}")
+    for note in notes:
+        log(f"  {note}")
+    argv = ["sh", "-c", RECIPE, "amlexec-env", python, where, python_version or "", *requirements]
     result = conn.run(argv, timeout=1800)
     output = (result.stdout + result.stderr).decode("utf-8", "replace")
     for line in output.splitlines():
