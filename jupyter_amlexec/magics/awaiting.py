@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import sys
 from typing import Any
 
@@ -69,48 +68,14 @@ async def until_done(run: Any) -> None:
             loop.call_soon_threadsafe(ended.set)
 
     unsubscribe = run.subscribe(on_event)
-    interrupted = _catch_interrupt(loop, ended)
     try:
         while not run.done:
             try:
                 await asyncio.wait_for(ended.wait(), AWAIT_POLL_SECONDS)
             except asyncio.TimeoutError:
                 pass
-            if interrupted is not None and interrupted():
-                raise KeyboardInterrupt
     finally:
         unsubscribe()
-        _release_interrupt(loop, interrupted)
-
-
-def _catch_interrupt(loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> Any:
-    """While a cell awaits its run, the kernel's interrupt (SIGINT) is taken by the event loop and
-    wakes the await: raised as KeyboardInterrupt from the loop's internals, it could otherwise be
-    swallowed there while the loop sits in select(), and the run would not be canceled. None where
-    the loop cannot take signals (not the main thread)."""
-    seen: list[bool] = []
-
-    def on_sigint() -> None:
-        seen.append(True)
-        wake.set()
-
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    except (RuntimeError, NotImplementedError, ValueError):
-        return None
-    check = lambda: bool(seen)  # noqa: E731 - a flag the await loop reads
-    check.previous = previous  # type: ignore[attr-defined]
-    return check
-
-
-def _release_interrupt(loop: asyncio.AbstractEventLoop, interrupted: Any) -> None:
-    if interrupted is None:
-        return
-    try:
-        loop.remove_signal_handler(signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGINT, interrupted.previous)
 
 
 def _ipykernel_dispatches_while_awaiting() -> bool:
