@@ -90,6 +90,8 @@ class RunWidget(w.VBox):
         """Subscribe to the run and start the one worker thread that updates the widget."""
         if self._thread is None:
             self._unsubscribe = self.run.subscribe(self._note)
+            with self._pending_lock:  # what came between __init__'s read and the subscription
+                self._pending |= {"log", "control", "metrics", "outputs"}
             self._thread = threading.Thread(
                 target=self._follow, name=f"amlexec-widget-{self.run.id}", daemon=True
             )

@@ -129,3 +129,23 @@ def test_elapsed_time_counts_from_submission_before_the_run_starts(project: Path
     assert record.start_time_utc is None
     elapsed = run_widget_module._elapsed(record)
     assert elapsed is not None and 0 <= elapsed < 60
+
+
+def test_a_line_printed_before_the_widget_follows_the_run_is_shown_while_it_runs(
+    project: Path, home: Path
+) -> None:
+    session = Session.open(project, home)
+    run = session.submit(cell="import time\nprint('early line', flush=True)\ntime.sleep(60)\n")
+    try:
+        # Given a widget made before the run printed its only line, and followed only afterwards
+        widget = RunWidget(run)
+        assert eventually(lambda: "early line" in run.logs())
+        assert "early line" not in widget.log_view.value
+        widget.start()
+        # Then the widget shows the line while the run still goes (no further line would wake it)
+        assert eventually(lambda: "early line" in widget.log_view.value, timeout=10)
+        assert not run.done
+    finally:
+        run.cancel()
+        run.wait(timeout=30, raise_on_failure=False)
+        widget.close()
