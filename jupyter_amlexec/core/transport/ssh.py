@@ -112,13 +112,17 @@ class SshConnection:
 
     def _open_socket(self, hop: Endpoint) -> socket.socket:
         try:
-            return socket.create_connection((hop.host, hop.port), timeout=self.timeout)
+            sock = socket.create_connection((hop.host, hop.port), timeout=self.timeout)
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise TransportError(
                 f"Cannot reach the SSH host {hop.host} port {hop.port} ({reason}). Check that the host "
                 f"is up, the address and port in the target (or ~/.ssh/config) are right, and sshd listens."
             ) from exc
+        # SSH's small request/reply packets (a channel open, an exec) would otherwise wait for the
+        # peer's delayed ACK: ~40 ms per command, more than the command itself often takes
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def _open_forward(self, transport: Any, nxt: Endpoint) -> Any:
         import paramiko
