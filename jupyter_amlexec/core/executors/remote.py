@@ -19,12 +19,12 @@ from ..models import EnvironmentSpec
 from ..project import ComputeTarget
 from ..snapshot import Snapshot
 from ..transport.blobsync import DEFAULT_ROOT
-from ..transport.detached import DetachedProcess, start_detached
+from ..transport.detached import DetachedProcess
 from ..transport.ssh import SshConnection, shared_pool
 from ..transport.sshconfig import Endpoint, SshSettings, resolve_endpoint
 from .base import ControlLog, PreparedEnv, RunSpec
 from .commands import SparkOptions, build_command
-from .ssh_run import DetachedRunHandle, absolute, push_snapshot
+from .ssh_run import DetachedRunHandle, absolute, launch
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ class RemoteExecutor:
     def start(self, run: RunSpec, snapshot: Snapshot, log: ControlLog) -> RemoteRunHandle:
         conn = self.connection(run.project_root)
         where = conn.endpoint.describe()
-        work = push_snapshot(conn, self.settings.root, snapshot, run.run_id, log)
         root = absolute(conn, self.settings.root)
+        work = f"{root}/runs/{run.run_id}/work"
         python = run.prepared.python if run.prepared and run.prepared.python else self.settings.python
         env = {
             **run.environment_variables,
@@ -117,9 +117,9 @@ class RemoteExecutor:
             python=python,
         )
         argv = build_command(run.framework, python, run.entry_script, run.arguments, spark)
-        process = start_detached(conn, argv, state_dir=f"{root}/runs/{run.run_id}/state", cwd=work, env=env)
+        process, stream = launch(conn, self.settings.root, snapshot, run.run_id, argv, env=env, log=log)
         log(f"Started `{python} {run.entry_script}` on {where} (pid {process.pid}, detached from SSH).")
-        return RemoteRunHandle(self, process, root, run.run_id, run.project_root)
+        return RemoteRunHandle(self, process, root, run.run_id, run.project_root, stream=stream)
 
     def attach(self, data: Mapping[str, object]) -> RemoteRunHandle:
         project = data.get("project_root")

@@ -15,6 +15,7 @@ end when the host answers again.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,9 @@ class SshHostFolders:
         return self._absolute(path)
 
 
+CHECK_VALID_SECONDS = 60.0
+
+
 class RemoteDockerExecutor(DockerExecutor):
     """A Docker engine on an SSH host; everything else is the Docker executor's."""
 
@@ -68,6 +72,7 @@ class RemoteDockerExecutor(DockerExecutor):
         self.project_root: Path | None = None  # set by create_executor: aml_config/known_hosts
         self._docker_connection: SshConnection | None = None
         self._ssh_lock = threading.Lock()
+        self._checked_at = -CHECK_VALID_SECONDS
         super().__init__(target, home, connect=self._connect_over_ssh)
 
     def _connection(self) -> SshConnection:
@@ -95,6 +100,11 @@ class RemoteDockerExecutor(DockerExecutor):
 
     def check(self) -> None:
         """Reachable, host key known, authenticated, a docker CLI there, the user allowed on the
-        engine: each failure its own message with the fix."""
+        engine: each failure its own message with the fix. Once passed, runs in the next
+        CHECK_VALID_SECONDS only see that the connection is alive (a run pays no round trip; a
+        host gone meanwhile fails at its first engine call)."""
+        if time.monotonic() - self._checked_at < CHECK_VALID_SECONDS and self._connection().is_active:
+            return
         check_docker(self._connection())
         super().check()
+        self._checked_at = time.monotonic()

@@ -10,6 +10,7 @@ what is theirs (a Spark application's id and state, their `to_dict`).
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,11 +20,13 @@ from ..errors import TargetUnavailableError
 from ..models import RunStatus
 from ..outputs import collect_tar
 from ..snapshot import Snapshot
-from ..transport.blobsync import BlobSync
-from ..transport.detached import DetachedProcess, ProcessState, kill_group, poll
-from ..transport.ssh import SshConnection, shared_pool
+from ..transport.blobsync import BlobSync, PushPlan
+from ..transport.detached import DetachedProcess, ProcessState, follow, kill_group, poll, start_detached
+from ..transport.launch import StaleCacheError, launch_and_follow
+from ..transport.ssh import Sink, SshConnection, shared_pool
 from ..transport.sshconfig import Endpoint
 from .base import ControlLog, HandleStatus, LogChunk, LogCursor, offset_of
+from .ssh_stream import LogStream
 
 GIVE_UP_AFTER_SECONDS = 600.0  # a host unreachable this long ends the run Failed (README "Remote")
 _RETRY_FIRST, _RETRY_MAX = 0.5, 15.0
@@ -52,6 +55,78 @@ def push_snapshot(conn: SshConnection, root: str, snapshot: Snapshot, run_id: st
     return f"{absolute(conn, root)}/runs/{run_id}/work"
 
 
+START_TIMEOUT_SECONDS = 600.0  # a push and start over one command: as long as a push may take
+
+
+def launch(
+    conn: SshConnection,
+    root: str,
+    snapshot: Snapshot,
+    run_id: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    log: ControlLog,
+) -> tuple[DetachedProcess, LogStream | None]:
+    """Send the snapshot to `<root>/runs/<run_id>/work`, start `argv` there detached, and stream its
+    log: one command while the connection has a slot for a long one (`launch_and_follow`), else a
+    push then a start (the handle then looks at the run, and streams once a slot is free)."""
+    top = absolute(conn, root)
+    work, state_dir = f"{top}/runs/{run_id}/work", f"{top}/runs/{run_id}/state"
+    sync = BlobSync(conn, root)
+    for _attempt in range(2):
+        if not conn.long_commands.acquire(blocking=False):
+            break
+        plan = sync.plan(snapshot, f"runs/{run_id}/work")
+        process, stream = _launch_streaming(sync, plan, argv, state_dir=state_dir, cwd=work, env=env)
+        if process is not None:
+            log(
+                f"Sent the snapshot to {conn.endpoint.describe()} and started the run, in one command: "
+                f"{plan.blobs_sent} new file(s), {plan.blob_bytes_sent} bytes; {plan.blobs_reused} already there."
+            )
+            return process, stream
+        if not isinstance(stream.error, StaleCacheError):
+            raise stream.error or TargetUnavailableError(
+                f"The run did not start on {conn.endpoint.describe()}."
+            )
+        sync.forget()  # the host's cache changed behind this process's back: ask it this time
+    push_snapshot(conn, root, snapshot, run_id, log)
+    return start_detached(conn, argv, state_dir=state_dir, cwd=work, env=env), None
+
+
+def _launch_streaming(
+    sync: BlobSync, plan: PushPlan, argv: list[str], *, state_dir: str, cwd: str, env: dict[str, str]
+) -> tuple[DetachedProcess | None, LogStream]:
+    """One `launch_and_follow` on a stream's thread (it holds a long-command slot, released at its
+    end); returns once the run started (its process) or the command ended first (None)."""
+    started: list[DetachedProcess] = []
+    settled = threading.Event()
+
+    def on_started(process: DetachedProcess) -> None:
+        started.append(process)
+        settled.set()
+
+    def follow_run(sink: Sink) -> ProcessState:
+        try:
+            return launch_and_follow(
+                sync, plan, argv, state_dir=state_dir, cwd=cwd, env=env, on_started=on_started, sink=sink
+            )
+        finally:
+            sync.conn.long_commands.release()
+            settled.set()
+
+    stream = LogStream(follow_run, 0, name="amlexec-ssh-launch").start()
+    if not settled.wait(START_TIMEOUT_SECONDS):
+        stream.close()
+        raise TargetUnavailableError(
+            f"Sending and starting the run on {sync.conn.endpoint.describe()} took over "
+            f"{START_TIMEOUT_SECONDS:.0f} s."
+        )
+    if not started:
+        stream.join()
+    return (started[0] if started else None), stream
+
+
 class DetachedRunHandle:
     """A detached process on the host; reads its log and state in one round trip per look."""
 
@@ -62,12 +137,15 @@ class DetachedRunHandle:
         root: str,
         run_id: str,
         project_root: Path | None,
+        *,
+        stream: LogStream | None = None,
     ) -> None:
         self.host = host
         self.process = process
         self.root = root
         self.run_id = run_id
         self.project_root = project_root
+        self._stream = stream  # the log streaming over one long command (started on a first look)
         self._pending = b""  # log bytes read from the host but not handed out yet ...
         self._pending_from = 0  # ... starting at this byte offset of the host's log
         self._outage_since: float | None = None
@@ -86,7 +164,43 @@ class DetachedRunHandle:
     # --- looking at the host ------------------------------------------------------------------
 
     def _look(self, offset: int) -> ProcessState | None:
-        """State + log from `offset`; None while the host cannot be reached (retried with backoff)."""
+        """State + log from `offset`: from the stream while it flows, else one round trip (and a
+        stream started for what follows); None while the host cannot be reached (retried with backoff)."""
+        state = self._streamed(offset)
+        if state is None:
+            state = self._ask(offset)
+            if state is not None and state.exit_code is None and state.alive:
+                self._stream_from(state.next_offset)
+        if state is not None:
+            self._seen(state.log)
+        return state
+
+    def _streamed(self, offset: int) -> ProcessState | None:
+        stream = self._stream
+        if stream is None:
+            return None
+        state = stream.read(offset)
+        if state is None:  # it failed (a dropped link: asking tells how), or holds other bytes
+            stream.close()
+            self._stream = None
+        return state
+
+    def _stream_from(self, offset: int) -> None:
+        """Follow the log from `offset` over one long command, if the connection has a slot for one."""
+        conn = self.connection()
+        if not conn.long_commands.acquire(blocking=False):
+            return  # other runs stream on this connection: this one is looked at
+
+        def run(sink: Sink) -> ProcessState:
+            try:
+                return follow(conn, self.process, offset, sink)
+            finally:
+                conn.long_commands.release()
+
+        self._stream = LogStream(run, offset, name=f"amlexec-log-{self.run_id}").start()
+
+    def _ask(self, offset: int) -> ProcessState | None:
+        """One round trip; None while the host cannot be reached (retried with backoff)."""
         now = time.monotonic()
         if self._outage_since is not None and now < self._next_try:
             return None
@@ -100,7 +214,6 @@ class DetachedRunHandle:
             self._lost = str(exc)
             return None
         self._outage_since = None
-        self._seen(state.log)
         return state
 
     def _seen(self, data: bytes) -> None:
@@ -148,9 +261,14 @@ class DetachedRunHandle:
         deadline = time.monotonic() + timeout
         while True:
             status = self.poll()
-            if status.status.terminal or self._pending or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if status.status.terminal or self._pending or left <= 0:
                 return status
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            stream = self._stream
+            if stream is not None:
+                stream.wait(left)  # woken by the next line or the end
+            else:
+                time.sleep(min(0.05, left))
 
     def logs(self, cursor: LogCursor) -> LogChunk:
         offset = offset_of(cursor)
@@ -192,6 +310,8 @@ class DetachedRunHandle:
 
     def cleanup(self) -> None:
         """The run's folder on the host goes; the blob cache stays for the next submit."""
+        if self._stream is not None:
+            self._stream.close()
         self.connection().run(["rm", "-rf", f"{self.root}/runs/{self.run_id}"])
 
     def base_dict(self) -> dict[str, object]:

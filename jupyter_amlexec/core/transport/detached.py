@@ -15,23 +15,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError, TargetUnavailableError
-from .ssh import Sink, SshConnection
+from .ssh import CommandResult, Sink, SshConnection
 
 LOG_NAME = "output.log"
 EXIT_NAME = "exit_code"
 PID_NAME = "pid"
+STARTED_LINE = '"$amlexec_pid $amlexec_pid $amlexec_ticks $(date -u +%Y-%m-%dT%H:%M:%SZ)"'  # see launch_lines
 READ_LIMIT = 1024 * 1024
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # $1 = state dir, the rest = argv. The wrapper is the session (and group) leader: its pid is the
-# group's id. A TERM handler (not an ignore: children would inherit that) lets it record 143 after
+# group's id. Its pid file ("pid pgid start_ticks") is written with shell builtins and one mv, so
+# the command starts a few ms after the launcher's fork; the launcher adds the start time. A TERM handler (not an ignore: children would inherit that) lets it record 143 after
 # a cancel; HUP stays ignored for the command too, as with nohup.
 _WRAPPER = r"""
 d=$1; shift
 trap '' HUP
 trap 'true' TERM INT
-stat_ticks() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; s=${s##*) }; set -- $s; echo "${20}"; }
-printf '%s %s %s %s\n' $$ $$ "$(stat_ticks $$)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$d/pid.tmp"
+ticks_of() { read -r s </proc/$1/stat; s=${s##*) }; set -- $s; ticks=${20}; }
+ticks_of $$
+printf '%s %s %s\n' $$ $$ "$ticks" >"$d/pid.tmp"
 mv -f "$d/pid.tmp" "$d/pid"
 "$@" >>"$d/output.log" 2>&1 </dev/null
 code=$?
@@ -116,27 +119,8 @@ def start_detached(
     """
     if not argv:
         raise ConfigError("nothing to run: the command is empty.")
-    exports = []
-    for name, value in (env or {}).items():
-        if not _ENV_NAME.fullmatch(name):
-            raise ConfigError(f"not a valid environment variable name: {name!r}.", key="EnvironmentVariables")
-        exports.append(f"export {name}={shlex.quote(value)}")
-    d = shlex.quote(state_dir)
-    script = "\n".join(
-        [
-            "set -e",
-            f"if [ -e {d}/{PID_NAME} ]; then echo 'state dir in use' >&2; exit 96; fi",
-            f"mkdir -p {d}",
-            f": >>{d}/{LOG_NAME}",
-            *exports,
-            f"cd {shlex.quote(cwd)}" if cwd else "cd",
-            f"setsid sh -c {shlex.quote(_WRAPPER)} amlexec-detached {d} {shlex.join(argv)} "
-            "</dev/null >/dev/null 2>&1 &",
-            "i=0",
-            f"while [ ! -s {d}/{PID_NAME} ]; do i=$((i+1)); [ $i -lt 3000 ] || exit 97; sleep 0.01; done",
-            f"cat {d}/{PID_NAME}",
-        ]
-    )
+    exports = export_lines(env or {})
+    script = "\n".join(["set -e", *exports, *launch_lines(argv, state_dir, cwd), f"echo {STARTED_LINE}"])
     result = conn.run(["sh", "-s"], stdin=script.encode(), timeout=timeout)
     fields = result.text().split()
     if result.exit_code != 0 or len(fields) != 4:
@@ -146,6 +130,43 @@ def start_detached(
             f"(exit {result.exit_code}: {err or 'no message'}). The host needs sh, setsid and /proc."
         )
     return DetachedProcess(state_dir, int(fields[0]), int(fields[1]), int(fields[2]), fields[3])
+
+
+def export_lines(env: Mapping[str, str]) -> list[str]:
+    """`export NAME='value'` lines for a launcher script (which travels on stdin, never argv)."""
+    lines = []
+    for name, value in env.items():
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(f"not a valid environment variable name: {name!r}.", key="EnvironmentVariables")
+        lines.append(f"export {name}={shlex.quote(value)}")
+    return lines
+
+
+def launch_lines(argv: Sequence[str], state_dir: str, cwd: str | None) -> list[str]:
+    """Shell lines (under `set -e`) that start `argv` detached; then `{STARTED_LINE}` is
+    "pid pgid start_ticks started_at" (the host's UTC clock).
+
+    The wrapper's pid is `$!`: in a shell without job control (`sh -c`, `sh -s`) a background job
+    is no group leader, so `setsid` makes it a session without forking. Its start time is read from
+    /proc at once (no wait for the pid file); should the wrapper be gone already, its pid file says.
+    """
+    d = shlex.quote(state_dir)
+    return [
+        f"if [ -e {d}/{PID_NAME} ]; then echo 'state dir in use' >&2; exit 96; fi",
+        f"mkdir -p {d}",
+        f": >>{d}/{LOG_NAME}",
+        f"cd {shlex.quote(cwd)}" if cwd else "cd",
+        f"setsid sh -c {shlex.quote(_WRAPPER)} amlexec-detached {d} {shlex.join(argv)} "
+        "</dev/null >/dev/null 2>&1 &",
+        "amlexec_pid=$! amlexec_ticks=",
+        "if read -r amlexec_s </proc/$amlexec_pid/stat; then",
+        "  amlexec_s=${amlexec_s##*) }; set -- $amlexec_s; amlexec_ticks=${20}",
+        "else",
+        "  i=0",
+        f"  while [ ! -s {d}/{PID_NAME} ]; do i=$((i+1)); [ $i -lt 3000 ] || exit 97; sleep 0.01; done",
+        f"  set -- $(cat {d}/{PID_NAME}); amlexec_ticks=$3",
+        "fi",
+    ]
 
 
 def poll(
@@ -186,12 +207,16 @@ def poll(
 # Streams the log from an offset while the process runs; ends when the exit file appears (read
 # before the last log read, so that read is final) or the process is gone without one. Exactly
 # the bytes counted are written (head -c), so the caller's offset is the host's. Trailer on stderr.
-_FOLLOW = r"""d={d}; off={offset}; n=0; code=; alive=1
+# It looks every 5 ms at first (a short run's end is seen at once), every 20 ms after 0.1 s of
+# silence, and every `interval` after a second of it; any new log makes it quick again.
+_FOLLOW = r"""d={d}; off={offset}; n=0; idle=0; code=; alive=1
 while :; do
   [ -f "$d/exit_code" ] && code=$(cat "$d/exit_code")
   size=$(wc -c <"$d/output.log")
   if [ "$size" -gt "$off" ]; then
-    tail -c +$((off + 1)) "$d/output.log" | head -c $((size - off)); off=$size
+    tail -c +$((off + 1)) "$d/output.log" | head -c $((size - off)); off=$size; idle=0
+  else
+    idle=$((idle + 1))
   fi
   [ -n "$code" ] && break
   n=$((n + 1))
@@ -199,10 +224,35 @@ while :; do
     {alive}
     [ "$alive" = 1 ] || {{ [ -f "$d/exit_code" ] || break; continue; }}
   fi
-  sleep {interval}
+  if [ $idle -lt 20 ]; then sleep 0.005; elif [ $idle -lt 65 ]; then sleep 0.02; else sleep {interval}; fi
 done
 printf 'amlexec-follow %s %s %s\n' "$off" "$alive" "${{code:--}}" >&2
 """
+
+
+def follow_script(state_dir: str, offset: int, pid: str, ticks: str, interval: float = 0.05) -> str:
+    """The follow loop as shell text; `pid` and `ticks` may be shell expansions ("$pid")."""
+    return _FOLLOW.format(
+        d=shlex.quote(state_dir),
+        offset=offset,
+        interval=f"{interval:g}",
+        alive=_ALIVE.format(pid=pid, ticks=ticks).replace("\n", "\n    "),
+    )
+
+
+def follow_trailer(result: CommandResult, proc: DetachedProcess | None, where: str) -> ProcessState:
+    """The final state a follow loop's trailer (its last stderr line) reports."""
+    trailer = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    fields = trailer[-1].split() if trailer else []
+    if result.exit_code != 0 or len(fields) < 4 or fields[0] != "amlexec-follow":
+        what = f"process {proc.pid} in {proc.state_dir}" if proc is not None else "the run"
+        raise TargetUnavailableError(
+            f"Could not follow the log of {what} on {where}: "
+            f"{' '.join(trailer)[-500:] or 'exit ' + str(result.exit_code)}"
+        )
+    end, code = int(fields[1]), None if fields[3] == "-" else int(fields[3])
+    ended = fields[4] if code is not None and len(fields) > 4 else None
+    return ProcessState(fields[2] == "1" and code is None, code, ended, b"", end, end)
 
 
 def follow(
@@ -220,23 +270,9 @@ def follow(
     TransportError is raised; the bytes the sink got are exactly those of the log from `offset`,
     so following again from `offset + received` leaves no gap and no duplicate.
     """
-    script = _FOLLOW.format(
-        d=shlex.quote(proc.state_dir),
-        offset=offset,
-        interval=f"{interval:g}",
-        alive=_ALIVE.format(pid=proc.pid, ticks=proc.start_ticks).replace("\n", "\n    "),
-    )
+    script = follow_script(proc.state_dir, offset, str(proc.pid), str(proc.start_ticks), interval)
     result = conn.run(["sh", "-c", script], stdout=sink, timeout=timeout)
-    trailer = result.stderr.decode("utf-8", "replace").strip().splitlines()
-    fields = trailer[-1].split() if trailer else []
-    if result.exit_code != 0 or len(fields) < 4 or fields[0] != "amlexec-follow":
-        raise TargetUnavailableError(
-            f"Could not follow the log of process {proc.pid} in {proc.state_dir} on "
-            f"{conn.endpoint.describe()}: {' '.join(trailer)[-500:] or 'exit ' + str(result.exit_code)}"
-        )
-    end, code = int(fields[1]), None if fields[3] == "-" else int(fields[3])
-    ended = fields[4] if code is not None and len(fields) > 4 else None
-    return ProcessState(fields[2] == "1" and code is None, code, ended, b"", end, end)
+    return follow_trailer(result, proc, conn.endpoint.describe())
 
 
 def is_alive(conn: SshConnection, proc: DetachedProcess) -> bool:

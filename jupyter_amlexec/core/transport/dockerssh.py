@@ -12,6 +12,7 @@ TransportError, make a new client on a new connection.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..errors import TargetUnavailableError
 from .ssh import SshConnection
 
 DOCKER_POOL_SIZE = 4  # HTTP connections (= SSH channels) kept per client
+log = logging.getLogger(__name__)
 
 
 def check_docker(conn: SshConnection, *, timeout: float = 30.0) -> str:
@@ -27,12 +29,21 @@ def check_docker(conn: SshConnection, *, timeout: float = 30.0) -> str:
     Each way this fails on a real host has its own message and fix: no docker CLI on the PATH of
     a non-interactive SSH session, the user not allowed on the engine's socket, no engine.
     """
-    result = conn.run(["docker", "version", "--format", "{{.Server.APIVersion}}"], timeout=timeout)
-    out = result.text().strip()
+    return _engine(conn, timeout)[0]
+
+
+def _engine(conn: SshConnection, timeout: float) -> tuple[str, str]:
+    """(API version, the engine's address for the SSH user: `unix:///...` or another scheme)."""
+    script = (
+        "docker version --format '{{.Server.APIVersion}}' && "
+        "{ docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || true; }"
+    )
+    result = conn.run(["sh", "-c", script], timeout=timeout)
+    lines = result.text().split()
     err = result.stderr.decode("utf-8", "replace").strip()
     user, where = conn.endpoint.username, conn.endpoint.describe()
-    if result.exit_code == 0 and out:
-        return out
+    if result.exit_code == 0 and lines:
+        return lines[0], lines[1] if len(lines) > 1 else ""
     if result.exit_code == 127 or "not found" in err:
         raise TargetUnavailableError(
             f"No `docker` command on {where} for non-interactive SSH sessions (PATH of `ssh host "
@@ -97,12 +108,26 @@ def docker_client(conn: SshConnection, *, timeout: int = 60) -> Any:
     import docker
     from docker.transport.sshconn import SSHHTTPAdapter
 
-    version = check_docker(conn)
+    version, address = _engine(conn, 30.0)
     budget = ChannelBudget(conn)
+    socket_path = address[len("unix://") :] if address.startswith("unix:///") else None
 
     class _Sessions:  # what docker-py's SSHConnection asks of a transport: a new session channel
         def open_session(self, *args: Any, **kwargs: Any) -> Any:
-            return budget.transport().open_session(*args, **kwargs)
+            nonlocal socket_path
+            transport = budget.transport()
+            if socket_path is not None:
+                try:
+                    return _Connected(open_streamlocal(transport, socket_path, timeout=timeout))
+                except Exception as exc:  # noqa: BLE001 - sshd may forbid it: the CLI way still works
+                    log.info(
+                        "no stream-local forwarding to %s on %s (%s): using docker system dial-stdio",
+                        socket_path,
+                        conn.endpoint.describe(),
+                        exc,
+                    )
+                    socket_path = None
+            return transport.open_session(*args, **kwargs)
 
     sessions = _Sessions()
 
@@ -123,3 +148,63 @@ def docker_client(conn: SshConnection, *, timeout: int = 60) -> Any:
     client = docker.DockerClient.__new__(docker.DockerClient)
     client.api = api
     return client
+
+
+def open_streamlocal(transport: Any, socket_path: str, *, timeout: float = 30.0) -> Any:
+    """A channel to a Unix socket of the host (OpenSSH's direct-streamlocal, as `ssh -L x:/path`).
+
+    sshd connects as the SSH user, so the socket's permissions apply as for the docker CLI; no
+    process starts on the host (a `docker system dial-stdio` channel starts the CLI: ~10 ms of
+    a host's CPU per HTTP connection). paramiko opens only tcpip/x11 forwards, so the open message
+    is built here on its Transport's channel bookkeeping (the steps of Transport.open_channel).
+    """
+    import paramiko
+    from paramiko.common import cMSG_CHANNEL_OPEN
+    from paramiko.message import Message
+
+    if not transport.is_active():
+        raise paramiko.SSHException("SSH session not active")
+    with transport.lock:
+        window = transport._sanitize_window_size(None)
+        packet = transport._sanitize_packet_size(None)
+        chanid = transport._next_channel()
+        message = Message()
+        message.add_byte(cMSG_CHANNEL_OPEN)
+        message.add_string("direct-streamlocal@openssh.com")
+        message.add_int(chanid)
+        message.add_int(window)
+        message.add_int(packet)
+        message.add_string(socket_path)
+        message.add_string("")  # reserved
+        message.add_int(0)  # reserved
+        channel = paramiko.Channel(chanid)
+        transport._channels.put(chanid, channel)
+        transport.channel_events[chanid] = opened = threading.Event()
+        transport.channels_seen[chanid] = True
+        channel._set_transport(transport)
+        channel._set_window(window, packet)
+    transport._send_user_message(message)
+    if not opened.wait(timeout) or not transport.is_active():
+        raise transport.get_exception() or paramiko.SSHException(
+            f"no channel to {socket_path} within {timeout} s"
+        )
+    got = transport._channels.get(chanid)
+    if got is None:
+        raise transport.get_exception() or paramiko.SSHException(
+            f"the host refused a channel to {socket_path}"
+        )
+    return got
+
+
+class _Connected:
+    """A channel already connected to the engine, for docker-py's SSHConnection, which would run
+    `docker system dial-stdio` on it: that exec is skipped, everything else is the channel's."""
+
+    def __init__(self, channel: Any) -> None:
+        self._channel = channel
+
+    def exec_command(self, command: str) -> None:
+        """Nothing to start: the channel is the engine's socket."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)

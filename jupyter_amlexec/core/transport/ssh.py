@@ -34,6 +34,9 @@ KEEPALIVE_SECONDS = 15
 # Commands at once on one connection. sshd refuses channels beyond its MaxSessions (10 by
 # default) with "administratively prohibited": more runs than this wait for a free one instead.
 MAX_SESSIONS = 8
+# commands that last as long as a run (a streamed log) take a slot first: at most this many at once,
+# so short commands (a push, a cancel, another run's start) always find a free session
+MAX_LONG_COMMANDS = MAX_SESSIONS // 2
 _CHUNK = 256 * 1024
 _RSA_ALGORITHMS = ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
 
@@ -67,6 +70,7 @@ class SshConnection:
         self._home: str | None = None
         self._lock = threading.Lock()
         self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
+        self.long_commands = threading.BoundedSemaphore(MAX_LONG_COMMANDS)  # see MAX_LONG_COMMANDS
 
     # --- connecting -------------------------------------------------------------------------
 

@@ -116,6 +116,14 @@ class DockerRunHandle:
         if self.outage.active:
             time.sleep(min(timeout, self.outage.seconds_to_next_try()))
             return self.poll()
+        if self._copier.running:
+            # the log copy ends when the container has: its thread's end is the run's end, seen at
+            # once and without an engine call (an API wait per interval opens a connection each)
+            ended = self._copier.join(timeout)
+            recent = time.monotonic() - self._inspected_at < INSPECT_EVERY_SECONDS
+            if not ended and recent and not self._cancel_pending:
+                return HandleStatus(RunStatus.RUNNING, started_at=self._started_at)
+            return self.poll()
         try:
             self.client.api.wait(self.container_id, timeout=max(timeout, 0.05))
         except Exception as exc:

@@ -48,6 +48,11 @@ class LogCopier:
         self._stopped.set()
         self._wake.set()
 
+    @property
+    def running(self) -> bool:
+        """Copying (started and not ended): the container may still print."""
+        return self._thread.is_alive()
+
     def join(self, timeout: float) -> bool:
         """Wait until the whole log is in the file; False if it is not yet after `timeout`."""
         if self._thread.ident is None:
