@@ -6,6 +6,7 @@ Each bench_<name>.py module exposes run() -> rows with name, ours_s, baseline_s,
 
 from __future__ import annotations
 
+import compileall
 import importlib
 import os
 import sys
@@ -25,6 +26,9 @@ def _fmt(value: object, unit: str = "") -> str:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
+    # compare with the package as pip installs it (with bytecode), even from an editable checkout
+    # under PYTHONDONTWRITEBYTECODE: otherwise every CLI process measured compiles it first
+    compileall.compile_dir(str(Path(__file__).parents[1] / "jupyter_amlexec"), quiet=1, workers=0)
     os.environ.setdefault("AMLEXEC_HOME", tempfile.mkdtemp(prefix="amlexec-bench-"))
     names = argv or ALL
     rows: list[dict[str, object]] = []

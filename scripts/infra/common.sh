@@ -54,5 +54,9 @@ ensure_venv() {
   else
     echo "venv: up to date"
   fi
+  # an editable install has no bytecode, and PYTHONDONTWRITEBYTECODE (set on these machines) keeps
+  # imports from writing it: every CLI, kernel and guardian process of the tests would compile the
+  # package again (~70 ms each). A pip-installed package has its .pyc files; so do we.
+  "$REPO/.venv/bin/python" -m compileall -q -j 0 "$REPO/jupyter_amlexec" >/dev/null
   export PATH="$REPO/.venv/bin:$PATH"
 }
