@@ -5,7 +5,8 @@
   script over our warm SSH connection;
 - remote Docker (warm, environment cached): a `remotedocker` run vs `ssh host docker run --rm IMG
   python3 -c ...` of the same image, the same two ways;
-- a resubmit with 1 of 1,000 files changed: bytes sent vs the changed file's size.
+- a resubmit with 1 of 1,000 files changed: bytes sent vs the changed file's size;
+- a first upload of 10k files / 200 MB (empty cache) vs `tar c | ssh host tar x` (OpenSSH).
 Needs the sshd hosts of scripts/test.sh (AMLEXEC_TEST_SSH_*, or the defaults it writes under .infra/)
 and, for the Docker row, the engine and image of the test command. Medians of interleaved rounds.
 """
@@ -129,6 +130,44 @@ def _resubmit_bytes(conn: Any, tmp: Path) -> dict[str, object]:
     }
 
 
+UPLOAD_FILES = int(os.environ.get("AMLEXEC_BENCH_UPLOAD_FILES", "10000"))
+UPLOAD_MB = int(os.environ.get("AMLEXEC_BENCH_UPLOAD_MB", "200"))
+UPLOAD_ROUNDS = 3
+
+
+def _first_upload(conn: Any, tmp: Path) -> dict[str, object]:
+    """A first upload (empty blob cache on the host) of many files vs `tar c | ssh host tar x`."""
+    from jupyter_amlexec.core.snapshot import SnapshotStore
+    from jupyter_amlexec.core.transport.blobsync import BlobSync
+
+    project, size = tmp / "upload", UPLOAD_MB * 1024 * 1024 // UPLOAD_FILES
+    for i in range(UPLOAD_FILES):
+        (project / f"d{i % 100:02d}").mkdir(parents=True, exist_ok=True)
+        (project / f"d{i % 100:02d}" / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+    snapshot = SnapshotStore(tmp / "home-upload").take(project, max_bytes=(UPLOAD_MB + 10) * 1024 * 1024)
+    host, port, user, key, known = _hosts()
+    ssh = f"ssh -p {port} -i {key} -o UserKnownHostsFile={known} -o BatchMode=yes {user}@{host}"
+    plain = f"tar c -C {project} . | {ssh} 'mkdir -p .amlexec-up-plain && tar x -C .amlexec-up-plain'"
+    ours_s, bare_s = [], []
+    for round_ in range(UPLOAD_ROUNDS):
+        conn.run(["rm", "-rf", ".amlexec-up-plain", ".amlexec-up"])
+        start = time.perf_counter()
+        subprocess.run(plain, shell=True, check=True)
+        bare_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        BlobSync(conn, "~/.amlexec-up").push(snapshot, f"runs/r{round_}/work")
+        ours_s.append(time.perf_counter() - start)
+    conn.run(["rm", "-rf", ".amlexec-up-plain", ".amlexec-up"])
+    o, b = statistics.median(ours_s), statistics.median(bare_s)
+    return {
+        "name": f"ssh first upload, {UPLOAD_FILES} files / {UPLOAD_MB} MB vs `tar c | ssh host tar x`",
+        "ours_s": o,
+        "baseline_s": b,
+        "ratio": o / b,
+        "target": "<= 1.2x",
+    }
+
+
 def run() -> list[dict[str, object]]:
     with tempfile.TemporaryDirectory() as tmp:
         home = os.environ.get("HOME")
@@ -145,6 +184,7 @@ def run() -> list[dict[str, object]]:
                 "<= 1.3x",
             )
             rows.append(_resubmit_bytes(conn, Path(tmp)))
+            rows.append(_first_upload(conn, Path(tmp)))
             image = os.environ.get("AMLEXEC_TEST_BASE_IMAGE", "amlexec-test/python:3.11")
             docker = ["docker", "run", "--rm", "--network=host", image, *python]
             rows += _compare(
