@@ -3,6 +3,7 @@ the snapshot by delta, work detached from the connection, cancel, a cut connecti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -187,3 +188,33 @@ def test_outputs_that_link_to_a_host_folder_bring_nothing_back(
     run = session.submit(script="link.py", run_configuration="vm").wait()
     assert run.outputs == []
     assert "outputs" in run.logs("control") and "link" in run.logs("control")
+
+
+def test_a_secret_reaches_the_run_but_no_command_line_on_the_host(
+    project: Path, ssh_hosts: SshHosts, ssh_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a secret passed to a run on the host by name (its value only in this process's environment)
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    monkeypatch.setenv("AMLEXEC_TEST_API_TOKEN", secret)
+    session = _attach(project, ssh_hosts)
+    (project / "uses.py").write_text(
+        "import hashlib, os, time\n"
+        "print('token digest', hashlib.sha256(os.environ['AMLEXEC_TEST_API_TOKEN'].encode()).hexdigest(), flush=True)\n"
+        "time.sleep(3)\n"
+    )
+    run = session.submit(script="uses.py", run_configuration="vm", secret_env=("AMLEXEC_TEST_API_TOKEN",))
+    deadline = time.monotonic() + 60
+    while "token digest" not in run.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # While it runs, no process of the host (the hosts are this machine) carries it on its command line
+    exposed = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if secret.encode() in cmdline.read_bytes():
+                exposed.append(cmdline.parent.name)
+        except OSError:
+            continue
+    run.wait()
+    assert exposed == []
+    # and the run got the value itself
+    assert hashlib.sha256(secret.encode()).hexdigest() in run.logs()
