@@ -289,8 +289,12 @@ def kill_group(conn: SshConnection, proc: DetachedProcess, *, grace: float = 5.0
     """
     tries = max(1, int(grace * 10))
     pg = proc.pgid
+    pid_file = f"{shlex.quote(proc.state_dir)}/{PID_NAME}"
     script = "\n".join(
         [
+            # the wrapper writes its pid file once its traps are set: a TERM before would end it
+            # without an exit code (a cancel right after the start)
+            f"i=0; while [ ! -s {pid_file} ] && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done",
             _ALIVE.format(pid=proc.pid, ticks=proc.start_ticks),
             f'if [ "$ours" = 0 ] && [ -r /proc/{proc.pid}/stat ] && [ {proc.pid} = {pg} ]; then',
             "  echo reused; exit 0",  # the leader's pid now names another process: leave it be

@@ -32,6 +32,17 @@ from .ssh import Sink
 _STARTED = b"amlexec-started "
 
 
+# The run was started by this very command, seconds ago, so its pid is surely its own: GNU tail
+# follows the log with inotify and ends once that pid is gone (no process per look, the end seen
+# within 5 ms). The wrapper is this shell's child, reaped while tail runs. A tail without --pid
+# (not GNU) fails before writing a byte: the polling loop below then follows from offset 0.
+_TAIL = """if tail -c +1 -s 0.005 -f --pid="$pid" {d}/output.log 2>/dev/null; then
+  code=$(cat {d}/exit_code 2>/dev/null || true)
+  printf 'amlexec-follow %s 0 %s\\n' "$(wc -c <{d}/output.log)" "${{code:--}}" >&2
+  exit 0
+fi"""
+
+
 class StaleCacheError(TargetUnavailableError):
     """The host's blob cache was not what this process knew: plan the push again, asking the host."""
 
@@ -67,6 +78,7 @@ def launch_and_follow(
             "set -- $started; pid=$1; ticks=$3",
             "printf 'amlexec-started %s\\n' \"$started\" >&2",
             "set +e",
+            _TAIL.format(d=shlex.quote(state_dir)),
             follow_script(state_dir, 0, '"$pid"', '"$ticks"', interval),
         ]
     )
