@@ -263,6 +263,7 @@ class BlobSync:
 _QUERY_COMMAND = "mkdir -p {root}/blobs && cd {root}/blobs && gzip -dc | sh"
 
 _PUSH_SCRIPT = """set -e
+mkdir -p {root}/blobs
 cd {root}
 trap 'rm -rf {inc}' EXIT
 rm -rf {wd}
@@ -340,6 +341,7 @@ def _write_push_tar(
     gz = gzip.GzipFile(fileobj=cast(BinaryIO, out), mode="wb", compresslevel=6, mtime=0) if compress else None
     sink = cast(BinaryIO, gz if gz is not None else out)
     sources: dict[Path, BinaryIO] = {}  # a pack holds many blobs: open it once
+    tar: tarfile.TarFile | None = None
     try:
         tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         for name, entry in missing.items():
@@ -361,6 +363,12 @@ def _write_push_tar(
         tar.close()
         if gz is not None:
             gz.close()
+    except BaseException:
+        # the channel is gone (the host ended the command): nothing more can be written, not even
+        # the tar's end, which tarfile would otherwise try again from its finalizer
+        if tar is not None:
+            tar.fileobj.closed = True  # type: ignore[attr-defined]
+        raise
     finally:
         for f in sources.values():
             f.close()

@@ -189,3 +189,20 @@ def test_a_push_after_the_host_cache_was_cleared_sends_everything_again(
     # Then the push noticed, asked the host, and sent every blob: the work dir is whole
     assert (stats.blobs_sent, stats.round_trips) == (30, 2)
     assert remote_tree(conn, f"{remote_dir}/runs/b/wd") == expected_tree(snapshot)
+
+
+def test_a_push_after_the_whole_amlexec_root_was_removed_makes_it_again(
+    connect: Connect, tmp_path: Path, remote_dir: str
+) -> None:
+    # Given a snapshot pushed once, then the host's whole amlexec root removed
+    project = tmp_path / "proj"
+    make_project(project, 10)
+    snapshot = SnapshotStore(tmp_path / "amlexec-home").take(project)
+    conn = connect(0)
+    sync = BlobSync(conn, root=remote_dir)
+    sync.push(snapshot, "runs/a/wd")
+    conn.run(["sh", "-c", f'rm -rf "$HOME"/{remote_dir[2:]}'])
+    # When it is pushed again, then the root, its cache and the work dir are made again
+    stats = sync.push(snapshot, "runs/b/wd")
+    assert stats.blobs_sent == 10
+    assert remote_tree(conn, f"{remote_dir}/runs/b/wd") == expected_tree(snapshot)
