@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import shlex
-import tarfile
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 from ..errors import ConfigError, TargetUnavailableError
 from .ssh import Sink, SshConnection
+from .tarstream import TarWriter
 
 if TYPE_CHECKING:
     from ..snapshot import Snapshot, SnapshotEntry
@@ -341,34 +341,22 @@ def _write_push_tar(
     gz = gzip.GzipFile(fileobj=cast(BinaryIO, out), mode="wb", compresslevel=6, mtime=0) if compress else None
     sink = cast(BinaryIO, gz if gz is not None else out)
     sources: dict[Path, BinaryIO] = {}  # a pack holds many blobs: open it once
-    tar: tarfile.TarFile | None = None
     try:
-        tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        tar = TarWriter(sink.write)
         for name, entry in missing.items():
-            info = tarfile.TarInfo(f"{incoming}/{name}")
-            info.size, info.mode, info.mtime = entry.size, entry.mode, CACHE_MTIME
             loc = where[entry.blob]
             src = sources.get(loc.path)
             if src is None:
                 src = sources[loc.path] = open(loc.path, "rb")  # noqa: SIM115 (closed below)
             src.seek(loc.offset)
-            tar.addfile(info, src)
+            tar.add_file(f"{incoming}/{name}", entry.size, entry.mode, CACHE_MTIME, src)
         for entry in entries:
             name = _cache_name(entry)
-            link = tarfile.TarInfo(f"{workdir}/{entry.path}")
-            link.type = tarfile.LNKTYPE
-            link.linkname = f"{incoming}/{name}" if name in missing else f"blobs/{name}"
-            link.mtime = CACHE_MTIME
-            tar.addfile(link)
+            target = f"{incoming}/{name}" if name in missing else f"blobs/{name}"
+            tar.add_hardlink(f"{workdir}/{entry.path}", target, CACHE_MTIME)
         tar.close()
         if gz is not None:
             gz.close()
-    except BaseException:
-        # the channel is gone (the host ended the command): nothing more can be written, not even
-        # the tar's end, which tarfile would otherwise try again from its finalizer
-        if tar is not None:
-            tar.fileobj.closed = True  # type: ignore[attr-defined]
-        raise
     finally:
         for f in sources.values():
             f.close()
