@@ -1,7 +1,9 @@
 """The history's SQLite schema and the migrations that bring an older file up to date in place.
 
 Version 1 (the first release) kept attachments as a JSON column of `runs` and had no numeric column
-in `metrics`; `migrate` and `backfill` upgrade such a file inside the schema transaction.
+in `metrics`; `migrate` and `backfill` upgrade such a file inside the schema transaction. Version 5
+copies each run's filter columns into its latest_metrics rows (kept in step by triggers), so a page
+sorted by a metric at any offset is read from one covering index; `migrate` fills the copies.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-SCHEMA_VERSION = 4  # 3: runs_filters, a covering index; 4: cancel requests
+SCHEMA_VERSION = 5  # 3: runs_filters, a covering index; 4: cancel requests; 5: latest_metrics carry filters
 LOG_FILES = ("driver_log.txt", "control_log.txt")
 SORT_TEXT_CHARS = 100  # a text metric sorts by its first 100 characters (kept in an index)
 
@@ -74,9 +76,18 @@ CREATE TABLE IF NOT EXISTS latest_metrics (
     num REAL,
     txt TEXT,
     logged_utc TEXT NOT NULL,
+    seq INTEGER,
+    project TEXT,
+    experiment TEXT,
+    status TEXT,
+    target TEXT,
+    script_name TEXT,
     PRIMARY KEY (run_id, name)
 );
-CREATE INDEX IF NOT EXISTS latest_by_name ON latest_metrics(name, num, txt);
+CREATE INDEX IF NOT EXISTS latest_num_order ON latest_metrics(name, num, seq, project, experiment, status,
+    target, script_name, run_id) WHERE num IS NOT NULL;
+CREATE INDEX IF NOT EXISTS latest_txt_order ON latest_metrics(name, txt, seq, project, experiment, status,
+    target, script_name, run_id, num) WHERE num IS NULL;
 CREATE TABLE IF NOT EXISTS metric_catalog (
     project TEXT NOT NULL,
     experiment TEXT NOT NULL,
@@ -91,9 +102,34 @@ CREATE TABLE IF NOT EXISTS attachments (
 ) WITHOUT ROWID;
 """
 
+# A latest_metrics row carries its run's filter columns and its first-logged position (`seq`), so a
+# page sorted by a metric is read from one covering index: skipping to a deep offset steps over index
+# entries without looking up each run. The triggers keep the copies in step with `runs` for any writer.
+RUN_FILTER_COLUMNS = ("project", "experiment", "status", "target", "script_name")
+_COPIED = ", ".join(RUN_FILTER_COLUMNS)
+TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS latest_metrics_copy_run AFTER INSERT ON latest_metrics BEGIN"
+    f" UPDATE latest_metrics SET seq = NEW.rowid, ({_COPIED}) = (SELECT {_COPIED} FROM runs"
+    " WHERE run_id = NEW.run_id) WHERE rowid = NEW.rowid; END",
+    f"CREATE TRIGGER IF NOT EXISTS runs_filters_to_latest_metrics AFTER UPDATE OF {_COPIED} ON runs"
+    f" WHEN {' OR '.join(f'NEW.{c} IS NOT OLD.{c}' for c in RUN_FILTER_COLUMNS)} BEGIN"
+    f" UPDATE latest_metrics SET ({_COPIED}) = ({', '.join(f'NEW.{c}' for c in RUN_FILTER_COLUMNS)})"
+    " WHERE run_id = NEW.run_id; END",
+)
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Create what is missing: tables, indexes, then the triggers (which name the tables)."""
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    for trigger in TRIGGERS:
+        db.execute(trigger)
+
 
 def migrate(db: sqlite3.Connection) -> set[str]:
-    """Add what version 2 added to the tables of a version-1 file; returns runs' old columns."""
+    """Add the columns later versions added to an older file's tables (for version 5 also fill
+    latest_metrics' copies of the run columns, before their indexes exist); returns runs' old columns."""
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "runs" not in tables:
         return set()
@@ -121,7 +157,22 @@ def migrate(db: sqlite3.Connection) -> set[str]:
     }:
         db.execute("DROP TABLE latest_metrics")  # rebuilt from the series by backfill
         db.execute("DROP INDEX IF EXISTS latest_by_name")
+    elif "latest_metrics" in tables:
+        _copy_run_filters(db)
     return columns
+
+
+def _copy_run_filters(db: sqlite3.Connection) -> None:
+    """Version 5: give each latest_metrics row of an older file its run's filter columns and `seq`."""
+    if "seq" in {r[1] for r in db.execute("PRAGMA table_info(latest_metrics)")}:
+        return
+    db.execute("DROP INDEX IF EXISTS latest_by_name")  # the two order indexes replace it
+    for name in ("seq", *RUN_FILTER_COLUMNS):
+        db.execute(f"ALTER TABLE latest_metrics ADD COLUMN {name} {'INTEGER' if name == 'seq' else 'TEXT'}")
+    db.execute(
+        f"UPDATE latest_metrics SET seq = rowid, ({_COPIED}) = (SELECT {_COPIED} FROM runs r"
+        " WHERE r.run_id = latest_metrics.run_id)"
+    )
 
 
 def backfill(db: sqlite3.Connection, old_columns: set[str]) -> None:

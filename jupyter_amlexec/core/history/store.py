@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import HistoryError, RunNotFoundError
 from .records import RunRecord, record_of
-from .schema import SCHEMA, SCHEMA_VERSION, backfill, migrate
+from .schema import SCHEMA_VERSION, backfill, create, migrate
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ class HistoryStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
             if version < SCHEMA_VERSION:
                 old_columns = migrate(db)
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                create(db)
                 backfill(db, old_columns)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
