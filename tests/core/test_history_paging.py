@@ -268,10 +268,12 @@ def test_a_version_4_history_is_upgraded_and_pages_the_same(
 
 
 def _downgrade_to_version_4(db_path: Path) -> None:
-    """The file as schema 4 left it: latest_metrics without the copies, its one index on the name."""
+    """The file as schema 4 left it: latest_metrics without the copies, its one index on the name,
+    no metric_counts."""
     db = sqlite3.connect(db_path)
     for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("DROP TABLE metric_counts")
     db.execute("DROP INDEX latest_num_order")
     db.execute("DROP INDEX latest_txt_order")
     for column in ("seq", "project", "experiment", "status", "target", "script_name"):

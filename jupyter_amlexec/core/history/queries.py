@@ -97,7 +97,7 @@ class RunQueries(HistoryStore):
         Ties go to the run that first logged the metric earlier (later with `descending`), then by
         submit time. Two plans give that order: with few matching runs, sort them all; with many,
         read the page from the metric's order indexes, which hold the runs' filter columns, so the
-        cost is stepping over index entries (no lookup of each run), from whichever end is nearer.
+        cost is stepping over index entries (no lookup of each run) from the nearer end of a part.
         """
         where, params = _where(filters)
         matching = self._count_where(where, params)
@@ -106,8 +106,7 @@ class RunQueries(HistoryStore):
         size = matching - offset if limit is None else min(limit, matching - offset)
         if matching <= FEW_RUNS:
             return self._metric_page_sorted(name, where, params, direction, size, offset, matching)
-        segments = _metric_segments(name, filters, direction)
-        return self._metric_page_walked(segments, matching, size, offset)
+        return self._metric_page_walked(name, filters, direction, matching, size, offset)
 
     def _metric_page_sorted(
         self, name: str, where: str, params: list[object], d: str, size: int, offset: int, matching: int
@@ -130,21 +129,17 @@ class RunQueries(HistoryStore):
         return page[::-1] if flip else page
 
     def _metric_page_walked(
-        self, segments: list[_Segment], matching: int, size: int, offset: int
+        self, name: str, filters: Mapping[str, object], direction: str, matching: int, size: int, offset: int
     ) -> list[str]:
-        """Cut the page out of the segments (numbers, text, missing). In the first half, walk them
-        from the start, counting only a segment that the page starts past; in the second half count
-        the indexed segments up to the page (the missing one is the rest) and read each part of the
-        page from the nearer end of its segment, so a page walks at most half of one segment."""
-        if 2 * offset + size <= matching:
-            return self._walk_from_start(segments, size, offset)
+        """Cut the page out of the segments (numbers, text, missing), whose lengths metric_counts
+        gives, and read each part of it from the nearer end of its segment: a page steps over at
+        most half of one segment's index entries (or of the runs without the metric)."""
         db = self._db()
+        numbers, text = self._metric_value_counts(name, filters)
+        lengths = (numbers, text, matching - numbers - text)
         out: list[str] = []
         first, end = 0, offset + size
-        for segment in segments:
-            if first >= end:
-                break
-            length = matching - first if segment.missing else self._segment_length(segment)
+        for segment, length in zip(_metric_segments(name, filters, direction), lengths):
             lo, hi = max(offset, first) - first, min(end, first + length) - first  # the page, locally
             first += length
             if lo >= hi:
@@ -155,28 +150,17 @@ class RunQueries(HistoryStore):
             out.extend(rows if from_start else rows[::-1])
         return out
 
-    def _walk_from_start(self, segments: list[_Segment], size: int, offset: int) -> list[str]:
-        """Read the segments in order until the page is full (the missing one, last, is never counted)."""
-        db = self._db()
-        out: list[str] = []
-        skip, need = offset, size
-        for segment in segments:
-            if need <= 0:
-                break
-            rows = [
-                r[0] for r in db.execute(f"{segment.forward} LIMIT ? OFFSET ?", [*segment.params, need, skip])
-            ]
-            out.extend(rows)
-            need -= len(rows)
-            if skip and not rows:  # the page starts past this segment: skip over all of it
-                skip = max(0, skip - self._segment_length(segment))
-            elif rows:
-                skip = 0
-        return out
-
-    def _segment_length(self, segment: _Segment) -> int:
-        sql = f"SELECT COUNT(*) FROM ({segment.forward})"
-        return int(self._db().execute(sql, segment.params).fetchone()[0])
+    def _metric_value_counts(self, name: str, filters: Mapping[str, object]) -> tuple[int, int]:
+        """How many matching runs have a numeric, and a text, latest value of the metric."""
+        also, params = _where(filters, table="m")
+        also = also.replace(" WHERE ", " AND ", 1)
+        sums = dict(
+            self._db().execute(
+                f"SELECT m.numeric, SUM(m.runs) FROM metric_counts m WHERE m.name = ?{also} GROUP BY m.numeric",
+                [name, *params],
+            )
+        )
+        return int(sums.get(1, 0)), int(sums.get(0, 0))
 
     def _rows(self, keys: Sequence[object], by: Literal["rowid", "run_id"] = "rowid") -> list[sqlite3.Row]:
         """The runs rows whose `by` is in `keys`, in that order."""
@@ -302,7 +286,6 @@ class _Segment:
     forward: str
     backward: str
     params: list[object]
-    missing: bool = False  # the runs without the metric: walked with a lookup per run, never counted
 
 
 def _metric_segments(name: str, filters: Mapping[str, object], d: str) -> list[_Segment]:
@@ -331,5 +314,5 @@ def _metric_segments(name: str, filters: Mapping[str, object], d: str) -> list[_
             f"{indexed} NULL{also_m} ORDER BY m.txt {r}, m.seq {r}",
             [name, *params_m],
         ),
-        _Segment(f"{missing} {d}, r.rowid {d}", f"{missing} {r}, r.rowid {r}", [name, *params_r], True),
+        _Segment(f"{missing} {d}, r.rowid {d}", f"{missing} {r}, r.rowid {r}", [name, *params_r]),
     ]

@@ -88,6 +88,17 @@ CREATE INDEX IF NOT EXISTS latest_num_order ON latest_metrics(name, num, seq, pr
     target, script_name, run_id) WHERE num IS NOT NULL;
 CREATE INDEX IF NOT EXISTS latest_txt_order ON latest_metrics(name, txt, seq, project, experiment, status,
     target, script_name, run_id, num) WHERE num IS NULL;
+CREATE TABLE IF NOT EXISTS metric_counts (
+    name TEXT NOT NULL,
+    project TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    status TEXT NOT NULL,
+    target TEXT NOT NULL,
+    script_name TEXT NOT NULL,
+    numeric INTEGER NOT NULL,
+    runs INTEGER NOT NULL,
+    PRIMARY KEY (name, project, experiment, status, target, script_name, numeric)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metric_catalog (
     project TEXT NOT NULL,
     experiment TEXT NOT NULL,
@@ -104,15 +115,50 @@ CREATE TABLE IF NOT EXISTS attachments (
 
 # A latest_metrics row carries its run's filter columns and its first-logged position (`seq`), so a
 # page sorted by a metric is read from one covering index: skipping to a deep offset steps over index
-# entries without looking up each run. The triggers keep the copies in step with `runs` for any writer.
+# entries without looking up each run. metric_counts holds how many runs of each filter combination
+# have a numeric (or text) value of each metric, so the length of each part of a metric's order is a
+# sum over a few rows, not a count over the index. The triggers keep both in step for any writer.
 RUN_FILTER_COLUMNS = ("project", "experiment", "status", "target", "script_name")
 _COPIED = ", ".join(RUN_FILTER_COLUMNS)
+_COUNT_KEY = f"name, {_COPIED}, numeric"
+
+
+def _count_row(row: str, delta: int) -> str:
+    """SQL adding `delta` to the count of trigger row `row`'s combination (OLD or NEW)."""
+    values = ", ".join(f"{row}.{c}" for c in ("name", *RUN_FILTER_COLUMNS))
+    return (
+        f"INSERT INTO metric_counts ({_COUNT_KEY}, runs) VALUES ({values}, {row}.num IS NOT NULL, {delta})"
+        f" ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET runs = runs + {delta}"
+    )
+
+
+def _count_run(row: str, delta: int) -> str:
+    """SQL adding `delta` to the counts of every metric of run `row` (OLD or NEW), by its columns."""
+    values = ", ".join(f"{row}.{c}" for c in RUN_FILTER_COLUMNS)
+    return (
+        f"INSERT INTO metric_counts ({_COUNT_KEY}, runs) SELECT name, {values}, num IS NOT NULL, {delta}"
+        f" FROM latest_metrics WHERE run_id = {row}.run_id AND project IS NOT NULL"
+        f" ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET runs = runs + {delta}"
+    )
+
+
+_CHANGED = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in RUN_FILTER_COLUMNS)
 TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS latest_metrics_copy_run AFTER INSERT ON latest_metrics BEGIN"
-    f" UPDATE latest_metrics SET seq = NEW.rowid, ({_COPIED}) = (SELECT {_COPIED} FROM runs"
-    " WHERE run_id = NEW.run_id) WHERE rowid = NEW.rowid; END",
+    # `checkpoint` writes the copies itself; this fills them for any other writer.
+    "CREATE TRIGGER IF NOT EXISTS latest_metrics_copy_run AFTER INSERT ON latest_metrics"
+    " WHEN NEW.project IS NULL BEGIN"
+    f" UPDATE latest_metrics SET seq = COALESCE(NEW.seq, NEW.rowid), ({_COPIED}) = (SELECT {_COPIED}"
+    " FROM runs WHERE run_id = NEW.run_id) WHERE rowid = NEW.rowid;"
+    f" INSERT INTO metric_counts ({_COUNT_KEY}, runs) SELECT name, {_COPIED}, num IS NOT NULL, 1"
+    " FROM latest_metrics WHERE rowid = NEW.rowid AND project IS NOT NULL"
+    f" ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET runs = runs + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS latest_metrics_count AFTER INSERT ON latest_metrics"
+    f" WHEN NEW.project IS NOT NULL BEGIN {_count_row('NEW', 1)}; END",
+    "CREATE TRIGGER IF NOT EXISTS latest_metrics_kind AFTER UPDATE OF num ON latest_metrics"
+    " WHEN OLD.project IS NOT NULL AND (OLD.num IS NULL) <> (NEW.num IS NULL) BEGIN"
+    f" {_count_row('OLD', -1)}; {_count_row('NEW', 1)}; END",
     f"CREATE TRIGGER IF NOT EXISTS runs_filters_to_latest_metrics AFTER UPDATE OF {_COPIED} ON runs"
-    f" WHEN {' OR '.join(f'NEW.{c} IS NOT OLD.{c}' for c in RUN_FILTER_COLUMNS)} BEGIN"
+    f" WHEN {_CHANGED} BEGIN {_count_run('OLD', -1)}; {_count_run('NEW', 1)};"
     f" UPDATE latest_metrics SET ({_COPIED}) = ({', '.join(f'NEW.{c}' for c in RUN_FILTER_COLUMNS)})"
     " WHERE run_id = NEW.run_id; END",
 )
@@ -176,7 +222,7 @@ def _copy_run_filters(db: sqlite3.Connection) -> None:
 
 
 def backfill(db: sqlite3.Connection, old_columns: set[str]) -> None:
-    """Fill the tables version 2 added from what a version-1 file holds."""
+    """Fill the tables later versions added from what an older file holds."""
     if not old_columns:
         return
     if db.execute("SELECT COUNT(*) FROM latest_metrics").fetchone()[0] == 0:
@@ -188,6 +234,12 @@ def backfill(db: sqlite3.Connection, old_columns: set[str]) -> None:
             " JOIN (SELECT run_id, name, MAX(step) AS step FROM metrics GROUP BY run_id, name) last"
             " ON last.run_id = m.run_id AND last.name = m.name AND last.step = m.step"
             " ORDER BY m.run_id, m.rowid"
+        )
+    if db.execute("SELECT 1 FROM metric_counts LIMIT 1").fetchone() is None:  # a version 4 file
+        key = f"name, {_COPIED}, num IS NOT NULL"
+        db.execute(
+            f"INSERT INTO metric_counts ({_COUNT_KEY}, runs) SELECT {key}, COUNT(*) FROM latest_metrics"
+            f" WHERE project IS NOT NULL GROUP BY {key}"
         )
     db.execute(
         "INSERT OR IGNORE INTO metric_catalog (project, experiment, name) SELECT DISTINCT r.project,"
