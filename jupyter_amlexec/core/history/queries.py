@@ -69,8 +69,9 @@ class RunQueries(HistoryStore):
         }
         direction = "DESC" if descending else "ASC"
         if order_by.startswith("metric:"):
-            run_ids = self._page_by_metric(order_by[len("metric:") :], filters, direction, limit, offset)
-            return self._records(self._rows(run_ids, by="run_id"))
+            with self._read():  # the counts that place the page and the page itself agree
+                run_ids = self._page_by_metric(order_by[len("metric:") :], filters, direction, limit, offset)
+                return self._records(self._rows(run_ids, by="run_id"))
         try:
             column = _ORDER_COLUMNS[order_by]
         except KeyError:

@@ -110,6 +110,20 @@ class HistoryStore:
                 db.execute("ROLLBACK")
             raise self._error(exc) from exc
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction, so reads that must agree (a count and the page it cuts) see the
+        same commit while other processes write; nested in a transaction, that one is used."""
+        db = self._db()
+        if db.in_transaction:
+            yield db
+            return
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
     def _error(self, exc: sqlite3.Error) -> HistoryError:
         """What to do about a failed write: wait for the other writer, or move AMLEXEC_HOME."""
         return HistoryError(
