@@ -431,19 +431,26 @@ def test_query_sorts_by_a_metric_numbers_then_text_then_missing(
     ]
 
 
+@pytest.mark.parametrize("few_runs", [0, 2000])
 @pytest.mark.parametrize("descending", [True, False])
 @pytest.mark.parametrize("filters", [{}, {"project": "A"}, {"status": "Completed"}, {"experiment": "churn"}])
 def test_metric_sorted_pages_tile_the_whole_sorted_list(
-    runs: tuple[History, dict[str, RunRecord]], descending: bool, filters: dict[str, str]
+    runs: tuple[History, dict[str, RunRecord]],
+    monkeypatch: pytest.MonkeyPatch,
+    descending: bool,
+    filters: dict[str, str],
+    few_runs: int,
 ) -> None:
+    # (both plans: walking the metric's order indexes, and sorting the few matching runs)
+    monkeypatch.setattr(history_queries, "FEW_RUNS", few_runs)
     # Given the whole list sorted by a metric in one query
     history, _ = runs
     whole = [
         r.run_id
         for r in history.query(**filters, order_by="metric:Accuracy", descending=descending, limit=None)
     ]
-    # When it is read page by page, of every size (first pages walk the metric index, pages past the
-    # middle are read from the end)
+    # When it is read page by page, of every size (pages in the first half are walked from the start,
+    # pages past the middle from the nearer end of their segment)
     for size in (1, 2, 3, 5):
         paged = []
         for offset in range(0, len(whole) + size, size):

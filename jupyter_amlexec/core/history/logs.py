@@ -11,8 +11,10 @@ from pathlib import Path
 from ..errors import HistoryError, RunNotFoundError
 from ..models import Metric
 from .records import utc_now
-from .schema import SORT_TEXT_CHARS
+from .schema import RUN_FILTER_COLUMNS, SORT_TEXT_CHARS
 from .store import HistoryStore
+
+_COPIED = ", ".join(RUN_FILTER_COLUMNS)
 
 
 class RunLogs(HistoryStore):
@@ -80,7 +82,7 @@ class RunLogs(HistoryStore):
         Each metric gets the next step of its name; `latest_metrics` and the metric catalog follow.
         """
         with self._write() as db:
-            row = db.execute("SELECT project, experiment FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = db.execute(f"SELECT {_COPIED} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFoundError(run_id, self.home)
             next_step: dict[str, int] = {}
@@ -107,13 +109,15 @@ class RunLogs(HistoryStore):
                     " VALUES (?,?,?,?,?,?,?)",
                     values,
                 )
-                # An upsert keeps the row's position, so a record lists metrics in first-logged order.
+                # An upsert keeps the row's position and seq, so a record lists metrics in first-logged
+                # order and ties sort by it; a new row carries its run's filter columns (schema.py).
                 db.execute(
-                    "INSERT INTO latest_metrics (run_id, name, step, kind, value, num, logged_utc, txt)"
-                    " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, name) DO UPDATE SET step = excluded.step,"
+                    "INSERT INTO latest_metrics (run_id, name, step, kind, value, num, logged_utc, txt, seq,"
+                    f" {_COPIED}) VALUES (?,?,?,?,?,?,?,?, (SELECT COALESCE(MAX(rowid), 0) + 1 FROM"
+                    " latest_metrics), ?,?,?,?,?) ON CONFLICT (run_id, name) DO UPDATE SET step = excluded.step,"
                     " kind = excluded.kind, value = excluded.value, num = excluded.num,"
                     " logged_utc = excluded.logged_utc, txt = excluded.txt",
-                    (*values, sort_text),
+                    (*values, sort_text, *row),
                 )
             db.executemany(
                 "INSERT OR IGNORE INTO metric_catalog (project, experiment, name) VALUES (?,?,?)",

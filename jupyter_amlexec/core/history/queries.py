@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from ..errors import RunNotFoundError
 from ..models import RunStatus
@@ -59,118 +60,120 @@ class RunQueries(HistoryStore):
         Sorted by a metric, runs with a numeric value come first (in the asked direction), then runs
         with a text value, then runs that never logged it; ties fall back to submit time.
         """
-        where, params = _where(
-            {
-                "project": project,
-                "experiment": experiment,
-                "target": target,
-                "status": status,
-                "script": script,
-            }
-        )
+        filters = {
+            "project": project,
+            "experiment": experiment,
+            "target": target,
+            "status": status,
+            "script": script,
+        }
         direction = "DESC" if descending else "ASC"
         if order_by.startswith("metric:"):
-            rowids = self._page_by_metric(order_by[len("metric:") :], where, params, direction, limit, offset)
-        else:
-            try:
-                column = _ORDER_COLUMNS[order_by]
-            except KeyError:
-                known = ", ".join(sorted(_ORDER_COLUMNS)) + ", metric:<name>"
-                raise ValueError(f"Cannot sort runs by {order_by!r}; use one of {known}.") from None
-            terms = dict.fromkeys([column, "r.created_ms", "r.rowid"])
-            order = ", ".join(f"{t} {direction}" for t in terms)
-            # Sorting rowids (not whole rows) keeps deep pages cheap; the index often covers them.
-            rowids = [
-                r[0]
-                for r in self._db().execute(
-                    f"SELECT r.rowid FROM runs r{where} ORDER BY {order} LIMIT ? OFFSET ?",
-                    [*params, -1 if limit is None else limit, offset],
-                )
-            ]
+            with self._read():  # the counts that place the page and the page itself agree
+                run_ids = self._page_by_metric(order_by[len("metric:") :], filters, direction, limit, offset)
+                return self._records(self._rows(run_ids, by="run_id"))
+        try:
+            column = _ORDER_COLUMNS[order_by]
+        except KeyError:
+            known = ", ".join(sorted(_ORDER_COLUMNS)) + ", metric:<name>"
+            raise ValueError(f"Cannot sort runs by {order_by!r}; use one of {known}.") from None
+        where, params = _where(filters)
+        terms = dict.fromkeys([column, "r.created_ms", "r.rowid"])
+        order = ", ".join(f"{t} {direction}" for t in terms)
+        # Sorting rowids (not whole rows) keeps deep pages cheap; the index often covers them.
+        rowids = [
+            r[0]
+            for r in self._db().execute(
+                f"SELECT r.rowid FROM runs r{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, -1 if limit is None else limit, offset],
+            )
+        ]
         return self._records(self._rows(rowids))
 
     def _page_by_metric(
-        self, name: str, where: str, params: list[object], direction: str, limit: int | None, offset: int
-    ) -> list[int]:
-        """Rowids of one page sorted by a metric: numeric values, then text values, then no value.
+        self, name: str, filters: Mapping[str, object], direction: str, limit: int | None, offset: int
+    ) -> list[str]:
+        """Run ids of one page sorted by a metric: numeric values, then text values, then no value.
 
         Ties go to the run that first logged the metric earlier (later with `descending`), then by
-        submit time. The order is total, so a page past the middle is read as the same page counted
-        from the end in the reverse order. Two plans give that order: with few matching runs, sort
-        them all; with many, walk the metric's index (`latest_by_name`) and stop once the page is
-        full, which costs O(offset + page) instead of O(runs).
+        submit time. Two plans give that order: with few matching runs, sort them all; with many,
+        read the page from the metric's order indexes, which hold the runs' filter columns, so the
+        cost is stepping over index entries (no lookup of each run) from the nearer end of a part.
         """
-        db = self._db()
+        where, params = _where(filters)
         matching = self._count_where(where, params)
         if matching == 0 or offset >= matching:
             return []
         size = matching - offset if limit is None else min(limit, matching - offset)
+        if matching <= FEW_RUNS:
+            return self._metric_page_sorted(name, where, params, direction, size, offset, matching)
+        return self._metric_page_walked(name, filters, direction, matching, size, offset)
+
+    def _metric_page_sorted(
+        self, name: str, where: str, params: list[object], d: str, size: int, offset: int, matching: int
+    ) -> list[str]:
+        """Sort every matching run (a LEFT JOIN on the metric); cheap when few runs match.
+
+        The order is total, so a page past the middle is read as the same page counted from the end
+        in the reverse order."""
         flip = 2 * offset + size > matching
         if flip:
             offset = matching - offset - size
-            direction = "ASC" if direction == "DESC" else "DESC"
-        total = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]  # runs are never deleted
-        if (offset + size) * total / matching >= matching:
-            page = self._metric_page_sorted(name, where, params, direction, flip, size, offset)
-        else:
-            page = self._metric_page_walked(name, where, params, direction, flip, size, offset)
-        return page[::-1] if flip else page
-
-    def _metric_page_sorted(
-        self, name: str, where: str, params: list[object], d: str, flip: bool, size: int, offset: int
-    ) -> list[int]:
-        """Sort every matching run (a LEFT JOIN on the metric); cheap when few runs match."""
+            d = "ASC" if d == "DESC" else "DESC"
         missing_last = "DESC" if flip else "ASC"  # numbers, then text, then missing (reversed if flipped)
         sql = (
-            "SELECT r.rowid FROM runs r LEFT JOIN latest_metrics m ON m.run_id = r.run_id AND m.name = ?"
+            "SELECT r.run_id FROM runs r LEFT JOIN latest_metrics m ON m.run_id = r.run_id AND m.name = ?"
             f"{where} ORDER BY m.run_id IS NULL {missing_last}, m.num IS NULL {missing_last}, m.num {d},"
-            f" m.txt {d}, m.rowid {d}, r.created_ms {d}, r.rowid {d} LIMIT ? OFFSET ?"
+            f" m.txt {d}, m.seq {d}, r.created_ms {d}, r.rowid {d} LIMIT ? OFFSET ?"
         )
-        return [r[0] for r in self._db().execute(sql, [name, *params, size, offset])]
+        page = [r[0] for r in self._db().execute(sql, [name, *params, size, offset])]
+        return page[::-1] if flip else page
 
     def _metric_page_walked(
-        self, name: str, where: str, params: list[object], d: str, flip: bool, size: int, offset: int
-    ) -> list[int]:
-        """Walk the metric's index in order, segment by segment, until the page is full."""
+        self, name: str, filters: Mapping[str, object], direction: str, matching: int, size: int, offset: int
+    ) -> list[str]:
+        """Cut the page out of the segments (numbers, text, missing), whose lengths metric_counts
+        gives, and read each part of it from the nearer end of its segment: a page steps over at
+        most half of one segment's index entries (or of the runs without the metric)."""
         db = self._db()
-        also = where.replace(" WHERE ", " AND ", 1)
-        # CROSS JOIN pins the join order: the metric index drives, runs are looked up per entry.
-        segments = [
-            "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
-            f" WHERE m.name = ? AND m.num IS NOT NULL{also} ORDER BY m.num {d}, m.rowid {d}",
-            "SELECT r.rowid FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
-            f" WHERE m.name = ? AND m.num IS NULL{also} ORDER BY m.txt {d}, m.rowid {d}",
-            "SELECT r.rowid FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics m"
-            f" WHERE m.run_id = r.run_id AND m.name = ?){also} ORDER BY r.created_ms {d}, r.rowid {d}",
-        ]
-        if flip:
-            segments.reverse()
-        out: list[int] = []
-        skip, need = offset, size
-        for sql in segments:
-            if need <= 0:
-                break
-            rows = [r[0] for r in db.execute(f"{sql} LIMIT ? OFFSET ?", [name, *params, need, skip])]
-            out.extend(rows)
-            need -= len(rows)
-            if skip and not rows:  # the page starts past this segment: skip over all of it
-                length = db.execute(f"SELECT COUNT(*) FROM ({sql})", [name, *params]).fetchone()[0]
-                skip = max(0, skip - length)
-            elif rows:
-                skip = 0
+        numbers, text = self._metric_value_counts(name, filters)
+        lengths = (numbers, text, matching - numbers - text)
+        out: list[str] = []
+        first, end = 0, offset + size
+        for segment, length in zip(_metric_segments(name, filters, direction), lengths):
+            lo, hi = max(offset, first) - first, min(end, first + length) - first  # the page, locally
+            first += length
+            if lo >= hi:
+                continue
+            from_start = lo <= length - hi
+            sql, skip = (segment.forward, lo) if from_start else (segment.backward, length - hi)
+            rows = [r[0] for r in db.execute(f"{sql} LIMIT ? OFFSET ?", [*segment.params, hi - lo, skip])]
+            out.extend(rows if from_start else rows[::-1])
         return out
 
-    def _rows(self, rowids: Sequence[int]) -> list[sqlite3.Row]:
-        """The runs rows for `rowids`, in that order."""
-        found: dict[int, sqlite3.Row] = {}
-        for start in range(0, len(rowids), PARAMS_PER_QUERY):
-            chunk = list(rowids[start : start + PARAMS_PER_QUERY])
+    def _metric_value_counts(self, name: str, filters: Mapping[str, object]) -> tuple[int, int]:
+        """How many matching runs have a numeric, and a text, latest value of the metric."""
+        also, params = _where(filters, table="m")
+        also = also.replace(" WHERE ", " AND ", 1)
+        sums = dict(
+            self._db().execute(
+                f"SELECT m.numeric, SUM(m.runs) FROM metric_counts m WHERE m.name = ?{also} GROUP BY m.numeric",
+                [name, *params],
+            )
+        )
+        return int(sums.get(1, 0)), int(sums.get(0, 0))
+
+    def _rows(self, keys: Sequence[object], by: Literal["rowid", "run_id"] = "rowid") -> list[sqlite3.Row]:
+        """The runs rows whose `by` is in `keys`, in that order."""
+        found: dict[object, sqlite3.Row] = {}
+        for start in range(0, len(keys), PARAMS_PER_QUERY):
+            chunk = list(keys[start : start + PARAMS_PER_QUERY])
             marks = ",".join("?" * len(chunk))
             for row in self._db().execute(
-                f"SELECT rowid AS rowid_, * FROM runs WHERE rowid IN ({marks})", chunk
+                f"SELECT rowid AS rowid_, * FROM runs WHERE {by} IN ({marks})", chunk
             ):
-                found[row["rowid_"]] = row
-        return [found[i] for i in rowids if i in found]
+                found[row["rowid_" if by == "rowid" else "run_id"]] = row
+        return [found[k] for k in keys if k in found]
 
     def _count_where(self, where: str, params: Sequence[object]) -> int:
         return int(self._db().execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0])
@@ -213,12 +216,17 @@ class RunQueries(HistoryStore):
                 params,
             )
             return [r[0] for r in rows]
-        also = where.replace(" WHERE ", " AND ", 1)
-        probe = (
-            "SELECT 1 FROM latest_metrics m CROSS JOIN runs r ON r.run_id = m.run_id"
-            f" WHERE m.name = ?{also} LIMIT 1"
-        )
-        return [name for name in names if db.execute(probe, [name, *params]).fetchone()]
+        also, also_params = _where(filters, table="m")
+        also = also.replace(" WHERE ", " AND ", 1)
+        probe = " OR ".join(
+            f"EXISTS (SELECT 1 FROM latest_metrics m WHERE m.name = ? AND m.num IS {kind}{also})"
+            for kind in ("NOT NULL", "NULL")
+        )  # each stops at the first matching entry of one order index
+        return [
+            name
+            for name in names
+            if db.execute(f"SELECT {probe}", [name, *also_params, name, *also_params]).fetchone()[0]
+        ]
 
     def last(self, project: str | None = None) -> RunRecord:
         """The most recently submitted run (of `project`)."""
@@ -246,9 +254,10 @@ def _is_pattern(value: str) -> bool:
     return any(c in value for c in "*?[")
 
 
-def _where(filters: Mapping[str, object]) -> tuple[str, list[object]]:
-    """SQL for the query filters; a list/tuple/set value matches any of its items, a value with
-    * ? or [ is a shell-style pattern (case-sensitive), a status matches in any case."""
+def _where(filters: Mapping[str, object], table: str = "r") -> tuple[str, list[object]]:
+    """SQL for the query filters on `table` (runs, or latest_metrics' copies of the same columns); a
+    list/tuple/set value matches any of its items, a value with * ? or [ is a shell-style pattern
+    (case-sensitive), a status matches in any case."""
     unknown = set(filters) - set(_FILTERS)
     if unknown:
         raise ValueError(f"Unknown run filter(s) {sorted(unknown)}; use {sorted(_FILTERS)}.")
@@ -262,10 +271,49 @@ def _where(filters: Mapping[str, object]) -> tuple[str, list[object]]:
         if key == "status":
             values = [status_name(v) for v in values]
         if len(values) == 1 and key != "status" and _is_pattern(values[0]):
-            clauses.append(f"r.{column} GLOB ?")  # shell-style pattern: train*, *lr*
+            clauses.append(f"{table}.{column} GLOB ?")  # shell-style pattern: train*, *lr*
         elif len(values) == 1:
-            clauses.append(f"r.{column} = ?")
+            clauses.append(f"{table}.{column} = ?")
         else:
-            clauses.append(f"r.{column} IN ({','.join('?' * len(values))})")
+            clauses.append(f"{table}.{column} IN ({','.join('?' * len(values))})")
         params.extend(values)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One part of a metric's order, as a query in that order and in the reverse one."""
+
+    forward: str
+    backward: str
+    params: list[object]
+
+
+def _metric_segments(name: str, filters: Mapping[str, object], d: str) -> list[_Segment]:
+    """Numbers, text values, runs without the metric: each in order `d` (ties as `query` says).
+
+    The first two read one order index each, filters included (its copies of the runs' columns,
+    which the schema's triggers keep in step); the last walks the runs."""
+    r = "ASC" if d == "DESC" else "DESC"
+    also_m, params_m = _where(filters, table="m")
+    also_m = also_m.replace(" WHERE ", " AND ", 1)
+    also_r, params_r = _where(filters)
+    also_r = also_r.replace(" WHERE ", " AND ", 1)
+    indexed = "SELECT m.run_id FROM latest_metrics m WHERE m.name = ? AND m.num IS"
+    missing = (
+        "SELECT r.run_id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics m"
+        f" WHERE m.run_id = r.run_id AND m.name = ?){also_r} ORDER BY r.created_ms"
+    )
+    return [
+        _Segment(
+            f"{indexed} NOT NULL{also_m} ORDER BY m.num {d}, m.seq {d}",
+            f"{indexed} NOT NULL{also_m} ORDER BY m.num {r}, m.seq {r}",
+            [name, *params_m],
+        ),
+        _Segment(
+            f"{indexed} NULL{also_m} ORDER BY m.txt {d}, m.seq {d}",
+            f"{indexed} NULL{also_m} ORDER BY m.txt {r}, m.seq {r}",
+            [name, *params_m],
+        ),
+        _Segment(f"{missing} {d}, r.rowid {d}", f"{missing} {r}, r.rowid {r}", [name, *params_r]),
+    ]

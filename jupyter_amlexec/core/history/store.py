@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import HistoryError, RunNotFoundError
 from .records import RunRecord, record_of
-from .schema import SCHEMA, SCHEMA_VERSION, backfill, migrate
+from .schema import SCHEMA_VERSION, backfill, create, migrate
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ class HistoryStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
             if version < SCHEMA_VERSION:
                 old_columns = migrate(db)
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                create(db)
                 backfill(db, old_columns)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
@@ -111,6 +109,20 @@ class HistoryStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise self._error(exc) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction, so reads that must agree (a count and the page it cuts) see the
+        same commit while other processes write; nested in a transaction, that one is used."""
+        db = self._db()
+        if db.in_transaction:
+            yield db
+            return
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
 
     def _error(self, exc: sqlite3.Error) -> HistoryError:
         """What to do about a failed write: wait for the other writer, or move AMLEXEC_HOME."""
