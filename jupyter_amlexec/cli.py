@@ -147,6 +147,7 @@ def _stream(session: Session, run_id: str) -> int:
             file=sys.stderr,
         )
         return 130
+    run.wait(raise_on_failure=False)  # this process's follower done: its guardian was told, and exits idle
     record = run.record
     print("\nExecution Details\n=================")
     print(f"RunId: {record.run_id}\nStatus: {record.status.value}")

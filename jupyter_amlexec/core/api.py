@@ -267,10 +267,20 @@ class Session:
         if sub.detach:
             return self._hand_over(request)
         self.history.claim_follower(record.run_id, os.getpid())
-        follower = FOLLOWERS.add(RunFollower(self.history, executor, record.run_id, start=request))
+        home, run_id = self.history.home, record.run_id
+        # the guardian knows of the run before it starts, and forgets it once its end is recorded here
+        LINK.watch(home, run_id, request)
+        follower = FOLLOWERS.add(
+            RunFollower(
+                self.history,
+                executor,
+                run_id,
+                start=request,
+                on_recorded_end=lambda: LINK.release(home, run_id),
+            )
+        )
         follower.begin()
-        LINK.watch(self.history.home, record.run_id, request)
-        return Run(self, record.run_id)
+        return Run(self, run_id)
 
     def _spec(self, sub: Submission, run_id: str, user_env: Mapping[str, str]) -> RunSpec:
         run_env = {
