@@ -28,7 +28,7 @@ from .paths import amlexec_home
 from .project import ComputeTarget, Project, RunConfiguration, TargetType
 from .run import Run
 from .runner import FOLLOWERS, RunFollower, StartRequest
-from .secrets import REDACTED, redact_environment, secret_values
+from .secrets import REDACTED, redact_environment, secret_values, secret_variables
 from .snapshot import Snapshot, SnapshotStore
 from .tracking import CELL_SCRIPT, INRUN_PYTHONPATH, inrun_files
 
@@ -71,17 +71,6 @@ def check_exec_size(arguments: Sequence[str], env: Mapping[str, str]) -> None:
                 f"The {what} is {size} bytes; a process argument or environment variable can hold at most "
                 f"{MAX_ARG_BYTES - 1}. Put the value into a file of the project and pass its name instead."
             )
-
-
-def secret_variables(names: Sequence[str]) -> dict[str, str]:
-    """The values of `--secret-env NAME` variables from this process's environment."""
-    missing = [n for n in names if n not in os.environ]
-    if missing:
-        raise ConfigError(
-            f"--secret-env {', '.join(missing)}: not set in this environment. Set "
-            f"{'them' if len(missing) > 1 else 'it'} in the shell or kernel that submits (never in aml_config/)."
-        )
-    return {n: os.environ[n] for n in names}
 
 
 def _rerun_environment(
