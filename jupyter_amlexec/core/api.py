@@ -13,14 +13,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .compare import RunComparison, compare_runs
-from .environment import load_environment, normalised_spark, spark_submit_args
 from .errors import ConfigError, SnapshotError
 from .executors import create_executor
 from .executors.base import Executor, PreparedEnv, RunSpec
-from .executors.commands import Framework
+from .executors.commands import Framework, check_exec_size
 from .guardian import LINK
 from .history import History, RunRecord
 from .models import EnvironmentSpec, RunStatus
@@ -31,6 +29,9 @@ from .runner import FOLLOWERS, RunFollower, StartRequest
 from .secrets import REDACTED, redact_environment, secret_values, secret_variables
 from .snapshot import Snapshot, SnapshotStore
 from .tracking import CELL_SCRIPT, INRUN_PYTHONPATH, inrun_files
+
+if TYPE_CHECKING:  # compare and environment are imported when used: a local submit needs neither
+    from .compare import RunComparison
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +54,6 @@ class Submission:
     description: str | None = None
     force_prepare: bool = False
     detach: bool = False
-
-
-# Linux: one exec argument or environment string may hold at most 32 pages (MAX_ARG_STRLEN).
-MAX_ARG_BYTES = 32 * 4096
-
-
-def check_exec_size(arguments: Sequence[str], env: Mapping[str, str]) -> None:
-    """Refuse, before anything is recorded, an argument or variable too large for exec."""
-    for what, text in [
-        *((f"argument {a[:40]!r}...", a) for a in arguments),
-        *((f"variable {k}", f"{k}={v}") for k, v in env.items()),
-    ]:
-        size = len(text.encode("utf-8", "surrogateescape"))
-        if size >= MAX_ARG_BYTES:
-            raise ConfigError(
-                f"The {what} is {size} bytes; a process argument or environment variable can hold at most "
-                f"{MAX_ARG_BYTES - 1}. Put the value into a file of the project and pass its name instead."
-            )
 
 
 def _rerun_environment(
@@ -305,6 +288,8 @@ class Session:
         spark = self.project.spark_dependencies(rc)
         if not spark:
             return ()
+        from .environment import normalised_spark, spark_submit_args
+
         path = self.project.dependency_path(rc.spark_dependencies_file)
         return tuple(spark_submit_args(normalised_spark(spark, path=path)))
 
@@ -378,6 +363,8 @@ class Session:
     ) -> EnvironmentSpec:
         """Managed targets build the conda file; local and remote Python are user-managed (Workbench)."""
         if executor.needs_managed_environment:
+            from .environment import load_environment
+
             return load_environment(self.project, rc)
         return EnvironmentSpec(conda=None)
 
@@ -486,6 +473,8 @@ class Session:
         return self.history.query(**filters)
 
     def compare(self, run_ids: Sequence[str]) -> RunComparison:
+        from .compare import compare_runs
+
         return compare_runs(self.history, self.snapshots, list(run_ids))
 
     def restore(self, run_id: str, dest: Path, *, overwrite: bool = False) -> list[str]:
