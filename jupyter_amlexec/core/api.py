@@ -240,8 +240,6 @@ class Session:
             return self._hand_over(request)
         self.history.claim_follower(record.run_id, os.getpid())
         home, run_id = self.history.home, record.run_id
-        # the guardian knows of the run before it starts, and forgets it once its end is recorded here
-        LINK.watch(home, run_id, request)
         follower = FOLLOWERS.add(
             RunFollower(
                 self.history,
@@ -251,7 +249,10 @@ class Session:
                 on_recorded_end=lambda: LINK.release(home, run_id),
             )
         )
-        follower.begin()
+        try:  # the guardian knows of the run before it starts, and forgets it once its end is recorded here
+            LINK.watch(home, run_id, request)
+        finally:
+            follower.begin()
         return Run(self, run_id)
 
     def _spec(self, sub: Submission, run_id: str, user_env: Mapping[str, str]) -> RunSpec:
