@@ -36,7 +36,9 @@ def _worker(index: int, project: Path, env: dict[str, str]) -> tuple[int, int, i
         locked += mentions
         ok, failed = (ok + 1, failed) if done.returncode == 0 else (ok, failed + 1)
         if mentions or done.returncode != 0:  # what the user saw, to find the cause
-            sys.stderr.write(f"--- worker {index} submit {i} exited {done.returncode}:\n{done.stderr[-4000:]}\n")
+            sys.stderr.write(
+                f"--- worker {index} submit {i} exited {done.returncode}:\n{done.stderr[-4000:]}\n"
+            )
     return ok, failed, locked
 
 
