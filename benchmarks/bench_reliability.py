@@ -32,8 +32,13 @@ def _worker(index: int, project: Path, env: dict[str, str]) -> tuple[int, int, i
             capture_output=True,
             text=True,
         )
-        locked += (done.stdout + done.stderr).count("database is locked")
+        mentions = (done.stdout + done.stderr).count("database is locked")
+        locked += mentions
         ok, failed = (ok + 1, failed) if done.returncode == 0 else (ok, failed + 1)
+        if mentions or done.returncode != 0:  # what the user saw, to find the cause
+            sys.stderr.write(
+                f"--- worker {index} submit {i} exited {done.returncode}:\n{done.stderr[-4000:]}\n"
+            )
     return ok, failed, locked
 
 

@@ -8,7 +8,9 @@ extension (REST API) and the prebuilt JupyterLab extension are found through the
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing's flag without importing typing: each guardian process imports this
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

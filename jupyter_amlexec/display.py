@@ -5,7 +5,6 @@ Pure functions: the CLI prints the text form, magics show the HTML form, widgets
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -39,6 +38,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def html_table(
     headers: Sequence[str], rows: Sequence[Sequence[object]], *, css_class: str = "amlexec"
 ) -> str:
+    import html  # the notebook's tables only: the CLI prints text
+
     head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(cell(v))}</td>" for v in row) + "</tr>"

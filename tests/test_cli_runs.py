@@ -266,3 +266,36 @@ def test_following_an_ended_run_prints_its_phases_in_order(project: Path, home: 
     out = amlexec(project, "history", "info", "-r", run_id, "--follow", check=True).stdout
     # Then the Preparing phase comes before the script's output, as it happened
     assert out.index("Preparing: preparing the environment") < out.index("the script speaks")
+
+
+def test_the_guardian_of_a_submit_that_waited_exits_without_taking_anything_over(
+    project: Path, home: Path
+) -> None:
+    # Given a CLI submit that waits for its run to end
+    (project / "quick.py").write_text("print('quick')\n")
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_amlexec", "experiment", "submit", "-c", "local", "quick.py"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = cli.communicate(timeout=60)
+    assert cli.returncode == 0 and "Status: Completed" in out
+    # When the command has exited
+    # Then its guardian goes away by itself, with nothing in its log (no run left to take over)
+    _until(lambda: not _guardians_started_by(cli.pid), timeout=30)
+    assert (home / "guardians" / f"{cli.pid}.log").read_text() == ""
+
+
+def _guardians_started_by(pid: int) -> list[int]:
+    """Live guardian processes whose parent (maybe gone by now) was `pid` (it is their last argument)."""
+    found = []
+    for cmdline_file in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline_file.read_bytes().rstrip(b"\0").split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        guardian = any(b"jupyter_amlexec.core.guardian" in a for a in argv)
+        if guardian and argv[-1] == str(pid).encode() and _alive(int(cmdline_file.parent.name)):
+            found.append(int(cmdline_file.parent.name))
+    return found

@@ -13,14 +13,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .compare import RunComparison, compare_runs
-from .environment import load_environment, normalised_spark, spark_submit_args
 from .errors import ConfigError, SnapshotError
 from .executors import create_executor
 from .executors.base import Executor, PreparedEnv, RunSpec
-from .executors.commands import Framework
+from .executors.commands import Framework, check_exec_size
 from .guardian import LINK
 from .history import History, RunRecord
 from .models import EnvironmentSpec, RunStatus
@@ -28,9 +26,12 @@ from .paths import amlexec_home
 from .project import ComputeTarget, Project, RunConfiguration, TargetType
 from .run import Run
 from .runner import FOLLOWERS, RunFollower, StartRequest
-from .secrets import REDACTED, redact_environment, secret_values
+from .secrets import REDACTED, redact_environment, secret_values, secret_variables
 from .snapshot import Snapshot, SnapshotStore
 from .tracking import CELL_SCRIPT, INRUN_PYTHONPATH, inrun_files
+
+if TYPE_CHECKING:  # compare and environment are imported when used: a local submit needs neither
+    from .compare import RunComparison
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +54,6 @@ class Submission:
     description: str | None = None
     force_prepare: bool = False
     detach: bool = False
-
-
-# Linux: one exec argument or environment string may hold at most 32 pages (MAX_ARG_STRLEN).
-MAX_ARG_BYTES = 32 * 4096
-
-
-def check_exec_size(arguments: Sequence[str], env: Mapping[str, str]) -> None:
-    """Refuse, before anything is recorded, an argument or variable too large for exec."""
-    for what, text in [
-        *((f"argument {a[:40]!r}...", a) for a in arguments),
-        *((f"variable {k}", f"{k}={v}") for k, v in env.items()),
-    ]:
-        size = len(text.encode("utf-8", "surrogateescape"))
-        if size >= MAX_ARG_BYTES:
-            raise ConfigError(
-                f"The {what} is {size} bytes; a process argument or environment variable can hold at most "
-                f"{MAX_ARG_BYTES - 1}. Put the value into a file of the project and pass its name instead."
-            )
-
-
-def secret_variables(names: Sequence[str]) -> dict[str, str]:
-    """The values of `--secret-env NAME` variables from this process's environment."""
-    missing = [n for n in names if n not in os.environ]
-    if missing:
-        raise ConfigError(
-            f"--secret-env {', '.join(missing)}: not set in this environment. Set "
-            f"{'them' if len(missing) > 1 else 'it'} in the shell or kernel that submits (never in aml_config/)."
-        )
-    return {n: os.environ[n] for n in names}
 
 
 def _rerun_environment(
@@ -267,10 +239,21 @@ class Session:
         if sub.detach:
             return self._hand_over(request)
         self.history.claim_follower(record.run_id, os.getpid())
-        follower = FOLLOWERS.add(RunFollower(self.history, executor, record.run_id, start=request))
-        follower.begin()
-        LINK.watch(self.history.home, record.run_id, request)
-        return Run(self, record.run_id)
+        home, run_id = self.history.home, record.run_id
+        follower = FOLLOWERS.add(
+            RunFollower(
+                self.history,
+                executor,
+                run_id,
+                start=request,
+                on_recorded_end=lambda: LINK.release(home, run_id),
+            )
+        )
+        try:  # the guardian knows of the run before it starts, and forgets it once its end is recorded here
+            LINK.watch(home, run_id, request)
+        finally:
+            follower.begin()
+        return Run(self, run_id)
 
     def _spec(self, sub: Submission, run_id: str, user_env: Mapping[str, str]) -> RunSpec:
         run_env = {
@@ -306,6 +289,8 @@ class Session:
         spark = self.project.spark_dependencies(rc)
         if not spark:
             return ()
+        from .environment import normalised_spark, spark_submit_args
+
         path = self.project.dependency_path(rc.spark_dependencies_file)
         return tuple(spark_submit_args(normalised_spark(spark, path=path)))
 
@@ -379,6 +364,8 @@ class Session:
     ) -> EnvironmentSpec:
         """Managed targets build the conda file; local and remote Python are user-managed (Workbench)."""
         if executor.needs_managed_environment:
+            from .environment import load_environment
+
             return load_environment(self.project, rc)
         return EnvironmentSpec(conda=None)
 
@@ -487,6 +474,8 @@ class Session:
         return self.history.query(**filters)
 
     def compare(self, run_ids: Sequence[str]) -> RunComparison:
+        from .compare import compare_runs
+
         return compare_runs(self.history, self.snapshots, list(run_ids))
 
     def restore(self, run_id: str, dest: Path, *, overwrite: bool = False) -> list[str]:

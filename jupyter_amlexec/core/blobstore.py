@@ -17,9 +17,7 @@ import os
 import shutil
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +156,7 @@ class BlobWriter:
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        self._pack_name = uuid.uuid4().hex
+        self._pack_name = os.urandom(16).hex()
         self._pack_tmp = store.pack_dir / f".incoming-{self._pack_name}"
         self._pack: BinaryIO | None = None
         self._offset = 0
@@ -178,6 +176,8 @@ class BlobWriter:
         cannot be written (disk full) raises OSError either way."""
         results: list[tuple[str, int]] = [("", 0)] * len(files)
         large = [(i, path) for i, (path, size) in enumerate(files) if size > PACK_LIMIT]
+        from concurrent.futures import ThreadPoolExecutor  # large files only: most snapshots have none
+
         pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) if large else None
         try:
             # workers copy and hash the large files while this thread packs the small ones
@@ -284,7 +284,7 @@ class BlobWriter:
     def _store_large(self, path: str) -> tuple[str, int]:
         """Copy in the kernel, then hash the copy (so the name always matches what was stored)."""
         loose = self.store.loose_dir
-        tmp = loose / f".incoming-{uuid.uuid4().hex}"
+        tmp = loose / f".incoming-{os.urandom(16).hex()}"
         try:
             src = _open_source(path)
             with src, open(tmp, "wb") as out:
@@ -367,7 +367,7 @@ def _store_loose_bytes(loose: Path, content: bytes) -> str:
     target = loose / digest[:2] / digest
     if not target.exists():
         target.parent.mkdir(exist_ok=True)
-        tmp = loose / f".incoming-{uuid.uuid4().hex}"
+        tmp = loose / f".incoming-{os.urandom(16).hex()}"
         tmp.write_bytes(content)
         os.replace(tmp, target)
     return digest

@@ -13,11 +13,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # PyYAML is imported with the first file to read or write (~10 ms of a CLI start)
+    import yaml
 
 
 def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, int]]:
@@ -35,6 +36,8 @@ def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, in
             raise ConfigError(
                 f"not valid JSON ({exc.msg}). Fix the syntax of this {what} file.", file=path, line=exc.lineno
             ) from exc
+    import yaml
+
     try:
         node, data = _parse_yaml(text)
     except yaml.YAMLError as exc:
@@ -60,13 +63,16 @@ def load_mapping(path: Path, *, what: str) -> tuple[dict[str, Any], dict[str, in
     return {str(k): v for k, v in data.items()}, lines
 
 
-# libyaml's parser when PyYAML was built with it (its wheels are): ~10x faster on every submit
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _safe_loader() -> Any:
+    """libyaml's parser when PyYAML was built with it (its wheels are): ~10x faster on every submit."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
     """The document's node tree (for the line of each key) and its value, from one parse."""
-    loader = _SafeLoader(text)
+    loader = _safe_loader()(text)
     try:
         node = loader.get_single_node()
         return node, (loader.construct_document(node) if node is not None else None)
@@ -123,8 +129,10 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 def dump_yaml(doc: Mapping[str, Any], *, sort_keys: bool = True) -> str:
     """YAML text that reads back as `doc`. Readable Unicode where that is exact; where it is not (a
     NEL or line separator inside a value reads back as a space) every non-ASCII character is escaped."""
+    import yaml
+
     text = yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=True)
-    if _same_data(yaml.load(text, Loader=_SafeLoader), dict(doc)):
+    if _same_data(yaml.load(text, Loader=_safe_loader()), dict(doc)):
         return text
     return yaml.safe_dump(dict(doc), sort_keys=sort_keys, default_flow_style=False, allow_unicode=False)
 

@@ -7,7 +7,6 @@ follower in another process recorded. Waiting re-attaches a follower when nobody
 from __future__ import annotations
 
 import fnmatch
-import html
 import shutil
 import threading
 from collections.abc import Callable
@@ -140,6 +139,8 @@ class Run:
         return f"<Run {r.run_id} [{r.status.value}] target={r.target} script={r.script_name}{' ' + metrics if metrics else ''}>"
 
     def _repr_html_(self) -> str:
+        import html  # notebooks only
+
         r = self.record
         rows = [
             ("Run", r.run_id),

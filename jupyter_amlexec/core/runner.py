@@ -151,7 +151,10 @@ class RunFollower:
         handle: RunHandle | None = None,
         max_output_file_bytes: int = 512 * 1024 * 1024,
         secrets: tuple[str, ...] = (),
+        on_recorded_end: Callable[[], None] | None = None,
     ) -> None:
+        """on_recorded_end: called on the follower's thread once the run's end is in the history,
+        before `done` is set (the submitter tells its guardian it need not take the run over)."""
         if (start is None) == (handle is None):
             raise ValueError("a follower either starts a run or resumes a handle")
         self.history = history
@@ -168,6 +171,8 @@ class RunFollower:
         self._cancel_requested = threading.Event()
         self._last_history_check = 0.0
         self._detail: str | None = None
+        self._on_recorded_end = on_recorded_end
+        self._end_recorded = False
         self._thread = threading.Thread(target=self._main, name=f"amlexec-run-{run_id}", daemon=True)
 
     # --- control ---------------------------------------------------------------------------------
@@ -200,8 +205,16 @@ class RunFollower:
                 self.history.release_follower(self.run_id, os.getpid())
             except Exception:
                 log.exception("could not release follower of %s", self.run_id)
+            self._tell_recorded_end()
             self.done.set()
             FOLLOWERS.discard(self)
+
+    def _tell_recorded_end(self) -> None:
+        if self._end_recorded and self._on_recorded_end is not None:
+            try:
+                self._on_recorded_end()
+            except Exception:
+                log.exception("on_recorded_end of %s failed", self.run_id)
 
     def _start_run(self) -> RunStatus | None:
         assert self._start is not None
@@ -238,6 +251,7 @@ class RunFollower:
     def _status_of_resumed(self) -> RunStatus | None:
         record = self.history.get(self.run_id)
         if record.status.terminal:
+            self._end_recorded = True
             return None
         if record.status is not RunStatus.RUNNING:
             self._set_status(RunStatus.RUNNING)
@@ -423,6 +437,7 @@ class RunFollower:
             started_at=started_at,
             finished_at=finished_at,
         )
+        self._end_recorded = record.status.terminal
         if not status.terminal:
             self.history.append_log(self.run_id, line + "\n", source="control")
         self.bus.publish(

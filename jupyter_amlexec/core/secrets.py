@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import SecretError
+from .errors import ConfigError, SecretError
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +163,14 @@ def store_in_keyring(target: str, username: str | None, password: str) -> str:
             key="password",
         ) from exc
     return f"{service}/{user}"
+
+
+def secret_variables(names: Sequence[str]) -> dict[str, str]:
+    """The values of `--secret-env NAME` variables from this process's environment."""
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"--secret-env {', '.join(missing)}: not set in this environment. Set "
+            f"{'them' if len(missing) > 1 else 'it'} in the shell or kernel that submits (never in aml_config/)."
+        )
+    return {n: os.environ[n] for n in names}

@@ -21,12 +21,13 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
-
-import pathspec
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from .blobstore import BlobStore
 from .errors import SnapshotError
+
+if TYPE_CHECKING:
+    import pathspec  # imported only for a folder with an ignore file (~10 ms of a CLI start otherwise)
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _SMALL_FILE = 4 * 1024 * 1024
-# pathspec >= 0.12.2 names git's own rules "gitignore"; older releases call them "gitwildmatch"
-_PATTERN_STYLE = (
-    "gitignore" if "gitignore" in getattr(pathspec.util, "_registered_patterns", {}) else "gitwildmatch"
-)
 
 
 class SnapshotEntry(NamedTuple):
@@ -273,13 +270,18 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec[Any] | None:
     for name in IGNORE_FILES:
         path = directory / name
         if path.is_file():
+            import pathspec
+
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            return pathspec.PathSpec.from_lines(_PATTERN_STYLE, lines)
+            # pathspec >= 0.12.2 names git's own rules "gitignore"; older releases say "gitwildmatch"
+            registered = getattr(pathspec.util, "_registered_patterns", {})
+            style = "gitignore" if "gitignore" in registered else "gitwildmatch"
+            return pathspec.PathSpec.from_lines(style, lines)
     return None
 
 
 _Skipped = list[tuple[str, str]]
-_Specs = list[tuple[str, pathspec.PathSpec[Any]]]
+_Specs = list[tuple[str, "pathspec.PathSpec[Any]"]]
 
 
 def _walk(root: Path) -> tuple[list[tuple[str, os.stat_result]], _Skipped]:
@@ -373,7 +375,7 @@ def _utf8(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec[Any]]]) -> bool:
+def _ignored(rel: str, is_dir: bool, specs: _Specs) -> bool:
     for base, spec in specs:
         sub = rel[len(base) :] if base else rel
         if spec.match_file(sub + "/" if is_dir else sub):

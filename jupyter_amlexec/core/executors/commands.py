@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+from ..errors import ConfigError
 
 
 class Framework(str, Enum):
@@ -64,3 +66,21 @@ def build_command(
             f"spark.pyspark.driver.python={python}",
         ]
     return [*argv, *spark.arguments, entry_script, *arguments]
+
+
+# Linux: one exec argument or environment string may hold at most 32 pages (MAX_ARG_STRLEN).
+MAX_ARG_BYTES = 32 * 4096
+
+
+def check_exec_size(arguments: Sequence[str], env: Mapping[str, str]) -> None:
+    """Refuse, before anything is recorded, an argument or variable too large for exec."""
+    for what, text in [
+        *((f"argument {a[:40]!r}...", a) for a in arguments),
+        *((f"variable {k}", f"{k}={v}") for k, v in env.items()),
+    ]:
+        size = len(text.encode("utf-8", "surrogateescape"))
+        if size >= MAX_ARG_BYTES:
+            raise ConfigError(
+                f"The {what} is {size} bytes; a process argument or environment variable can hold at most "
+                f"{MAX_ARG_BYTES - 1}. Put the value into a file of the project and pass its name instead."
+            )

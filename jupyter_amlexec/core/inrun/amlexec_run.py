@@ -15,7 +15,6 @@ metric of the run history; files go under outputs/, which is collected after the
 import json
 import math
 import os
-import shutil
 import sys
 
 TAG = "@@amlexec@@ "
@@ -84,6 +83,8 @@ def _into_outputs(name, source_path):
         return relative.replace(os.sep, "/")
     os.makedirs(OUTPUTS, exist_ok=True)
     target = os.path.join(OUTPUTS, name)
+    import shutil  # here, not at the top: every run imports this module, few copy a file (~4 ms)
+
     shutil.copyfile(source_path, target)
     return target.replace(os.sep, "/")
 

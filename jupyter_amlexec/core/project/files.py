@@ -10,8 +10,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config_files import dump_json, dump_yaml, load_mapping
 from ..errors import ConfigError
 from .values import Parser
@@ -82,6 +80,8 @@ def _plain(value: object) -> object:
 
 def _render(doc: Mapping[str, object], form: str, *, what: str, sort_keys: bool = True) -> str:
     """YAML or JSON text; a value that cannot be written is a ConfigError naming its key."""
+    import yaml  # writing a file: reading needs no PyYAML until a file is there
+
     dump: Callable[[Mapping[str, Any]], str] = (
         dump_json if form == "json" else (lambda d: dump_yaml(d, sort_keys=sort_keys))
     )

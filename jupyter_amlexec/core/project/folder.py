@@ -14,7 +14,7 @@ from .dependencies import conda_key_warnings, spark_key_warnings
 from .files import _load_config, _plain
 from .runconfigs import _RC_KEYS, DEFAULT_CONDA_FILE, DEFAULT_SPARK_FILE, RUNCONFIG_FIELDS, RunConfiguration
 from .targets import BUILTIN_TARGETS, ComputeTarget, TargetType
-from .templates import _parse_template, _template_files
+from .templates import _builtin_mapping, _template_files
 from .values import TARGET_NAME, _as_str, _check_name, _error_factory
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,10 @@ class Project:
 
     def _builtin_target(self, name: str) -> ComputeTarget:
         """What initialize() would write, without writing it (zero set-up for a first run)."""
-        return ComputeTarget.from_mapping(name, _parse_template(_template_files()[f"{name}.compute"]))
+        return ComputeTarget.from_mapping(name, _builtin_mapping(f"{name}.compute"))
 
     def _builtin_run_configuration(self, name: str) -> RunConfiguration:
-        rc = RunConfiguration.from_mapping(name, _parse_template(_template_files()[f"{name}.runconfig"]))
+        rc = RunConfiguration.from_mapping(name, _builtin_mapping(f"{name}.runconfig"))
         return replace(rc, raw={})  # built in, not read from a file
 
     def _files(self, suffix: str) -> dict[str, Path]:
