@@ -52,6 +52,18 @@ def test_a_typo_in_a_compute_file_warns_with_the_closest_key_and_round_trips(
     assert yaml.safe_load(target.to_yaml()) == yaml.safe_load(text)
 
 
+def test_every_key_an_executor_reads_loads_without_a_warning(tmp_path: Path) -> None:
+    # Given the cluster target files of the README's Spark section, with every key the executors read
+    livy = "type: cluster\nlivyUrl: https://h/livy\nlivyFilesDir: /srv/livy\n"
+    ssh = (
+        "type: cluster\naddress: head:22\nusername: u\nyarnLocation: /opt/yarn\nhadoopConfDir: /etc/hadoop\n"
+        "yarnResourceManager: http://rm:8088\namlexecRoot: ~/.x\n"
+    )
+    # Then they load without an "unknown key" warning
+    for name, text in (("livy.compute", livy), ("hdi.compute", ssh)):
+        assert ComputeTarget.load(write_config(tmp_path, name, text)).warnings == ()
+
+
 def test_a_typo_in_a_runconfig_warns_and_a_clean_file_does_not(tmp_path: Path) -> None:
     typo = RunConfiguration.load(write_config(tmp_path, "a.runconfig", "Target: local\nTragetTypo: docker\n"))
     clean = RunConfiguration.load(write_config(tmp_path, "b.runconfig", "Target: local\nFramework: Python\n"))

@@ -92,7 +92,15 @@ TARGET_SETTINGS: Mapping[str, str] = {k.field: k.key for k in _COMPUTE_KEYS}
 # reference kept only to be written back; `cluster`/`native` are the May-Jun 2017 type flags), and the
 # keys read by an executor's own settings (add them here when an executor reads a new key).
 # Keys that executors read from `extra` with their own settings types (documented in the README).
-EXECUTOR_KEYS = ("dockerHost", "amlexecRoot", "hadoopConfDir", "livyUrl", "yarnResourceManager")
+EXECUTOR_KEYS = (
+    "dockerHost",
+    "amlexecRoot",
+    "hadoopConfDir",
+    "livyUrl",
+    "livyFilesDir",
+    "yarnLocation",
+    "yarnResourceManager",
+)
 COMPUTE_KEY_NAMES: tuple[str, ...] = (
     "type",
     "address",
