@@ -133,9 +133,10 @@ class GuardianLink:
             return self._process
         logs = home / "guardians"
         logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"{os.getpid()}.log", "ab") as out:
+        log_path = logs / f"{os.getpid()}.log"
+        with open(log_path, "ab") as out:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _ENTRY, str(os.getpid())],
+                [sys.executable, "-c", _ENTRY, str(os.getpid()), str(log_path)],
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -232,7 +233,7 @@ class Guardian:
 
 
 def main(argv: list[str]) -> int:
-    """The guardian process (argv: [-c, PARENT_PID]), reading messages from stdin."""
+    """The guardian process (argv: [-c, PARENT_PID, LOG_PATH]), reading messages from stdin."""
     parent = int(argv[1]) if len(argv) > 1 else os.getppid()
     guardian = Guardian()
     stream = sys.stdin.buffer
@@ -247,7 +248,19 @@ def main(argv: list[str]) -> int:
         _log().info("parent %d is gone; taking over its unfinished runs", parent)
     guardian.take_over_watched()
     guardian.wait()
+    if len(argv) > 2:
+        _remove_if_empty(argv[2])
     return 0
+
+
+def _remove_if_empty(log_path: str) -> None:
+    """A guardian that had nothing to say leaves no file (one per submitting process would pile up)."""
+    sys.stdout.flush()
+    try:
+        if os.fstat(sys.stdout.fileno()).st_size == 0 and os.stat(log_path).st_size == 0:
+            os.unlink(log_path)
+    except (OSError, ValueError):
+        pass
 
 
 def _logging_on() -> None:
