@@ -32,7 +32,9 @@ from .commands import Framework, SparkOptions, build_command
 log = logging.getLogger(__name__)
 
 # argv: sh -c WRAPPER sh EXIT_FILE PROGRAM ARGS...  (arguments are never interpolated into code)
-WRAPPER = 'exit_file="$1"; shift; "$@"; code=$?; echo "$code" > "$exit_file.tmp" && mv "$exit_file.tmp" "$exit_file"; exit "$code"'
+# the exit file is read only once the wrapper is gone, so a plain write (no temp file + mv, one
+# process less per run) is complete when read; a wrapper killed mid-write leaves it empty: "no status"
+WRAPPER = 'exit_file="$1"; shift; "$@"; code=$?; echo "$code" > "$exit_file"; exit "$code"'
 CANCEL_GRACE_SECONDS = 3.0
 _KERNEL_ONLY_VARIABLES = ("JPY_PARENT_PID", "JPY_SESSION_NAME", "JPY_API_TOKEN")
 
