@@ -189,7 +189,10 @@ class SshConnection:
 
     def _close_transports(self) -> None:
         for transport in reversed(self._transports):
-            transport.close()
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001 - a link already cut (a jump host's channel) has nothing to close
+                log.debug("closing the SSH transport to %s", self.endpoint.describe(), exc_info=True)
         self._transports = []
 
     # --- commands ---------------------------------------------------------------------------
