@@ -24,7 +24,7 @@ from ..transport.ssh import SshConnection, shared_pool
 from ..transport.sshconfig import Endpoint, SshSettings, resolve_endpoint
 from .base import ControlLog, PreparedEnv, RunSpec
 from .commands import SparkOptions, build_command
-from .ssh_run import DetachedRunHandle, absolute, launch
+from .ssh_run import CHECK_VALID_SECONDS, DetachedRunHandle, absolute, launch
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,6 @@ class RemoteSettings:
             target.python_location or "python3",
             str(root) if root else DEFAULT_ROOT,
         )
-
-
-CHECK_VALID_SECONDS = 60.0
 
 
 class RemoteExecutor:

@@ -26,6 +26,7 @@ from ..transport.ssh import SshConnection
 from ..transport.sshconfig import SshSettings, resolve_endpoint
 from .docker import DockerExecutor
 from .docker.settings import DockerSettings
+from .ssh_run import CHECK_VALID_SECONDS
 
 
 class SshHostFolders:
@@ -59,9 +60,6 @@ class SshHostFolders:
                 key="volumes",
             )
         return self._absolute(path)
-
-
-CHECK_VALID_SECONDS = 60.0
 
 
 class RemoteDockerExecutor(DockerExecutor):

@@ -28,6 +28,7 @@ from ..transport.sshconfig import Endpoint
 from .base import ControlLog, HandleStatus, LogChunk, LogCursor, offset_of
 from .ssh_stream import LogStream
 
+CHECK_VALID_SECONDS = 60.0  # a passed target check stands this long: runs then only see the link is up
 GIVE_UP_AFTER_SECONDS = 600.0  # a host unreachable this long ends the run Failed (README "Remote")
 _RETRY_FIRST, _RETRY_MAX = 0.5, 15.0
 

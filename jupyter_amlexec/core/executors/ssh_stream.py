@@ -44,11 +44,6 @@ class LogStream:
         self._thread.start()
         return self
 
-    @property
-    def flowing(self) -> bool:
-        """Still streaming, or ended well (its final state stands)."""
-        return self.error is None and not self._closed
-
     def _run(self) -> None:
         try:
             final = self._follow(self._write)

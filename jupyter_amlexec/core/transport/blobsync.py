@@ -159,7 +159,9 @@ class BlobSync:
             inc=incoming,
             wd=shlex.quote(workdir),
             z="-z" if compress else "",
-            verify=_VERIFY.format(wd=shlex.quote(workdir), mtime=CACHE_MTIME) if trusted and have else "",
+            verify=_VERIFY.format(wd=shlex.quote(workdir), mtime=CACHE_MTIME, stale_exit=STALE_EXIT)
+            if trusted and have
+            else "",
             stale=f" || exit {STALE_EXIT}" if trusted else "",
         )
 
@@ -289,7 +291,7 @@ trap - EXIT
 # A trusted push checks the cached blobs it linked: every file of the work dir still carries the
 # cache's fixed mtime (a run that wrote into its working copy wrote into the blob: a newer mtime).
 # A blob gone from the cache already failed the tar's hard link.
-_VERIFY = """[ -z "$(find {wd} -type f -newermt @{mtime} -print -quit)" ] || exit 95
+_VERIFY = """[ -z "$(find {wd} -type f -newermt @{mtime} -print -quit)" ] || exit {stale_exit}
 """
 
 

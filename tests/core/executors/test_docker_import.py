@@ -12,7 +12,7 @@ docker = docker_module()
 print("paramiko after docker:", "paramiko" in sys.modules)
 import paramiko  # our SSH targets still import it normally afterwards
 from docker.transport.sshconn import SSHHTTPAdapter  # what remotedocker's client is built on
-ssh_support(docker)  # what a dockerHost: ssh:// client needs
+ssh_support()  # what a dockerHost: ssh:// client needs
 import docker.api.client
 print("ssh adapter:", docker.api.client.SSHHTTPAdapter is SSHHTTPAdapter)
 """

@@ -8,6 +8,8 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from jupyter_amlexec.core.snapshot import Snapshot, SnapshotStore
 from jupyter_amlexec.core.transport.blobsync import BlobSync
 from jupyter_amlexec.core.transport.ssh import SshConnection
@@ -173,8 +175,11 @@ def test_a_folder_of_the_host_streams_back_as_a_tar(connect: Connect, remote_dir
     assert empty.getvalue() == b""
 
 
-def test_a_push_after_the_host_cache_was_cleared_sends_everything_again(
-    connect: Connect, tmp_path: Path, remote_dir: str
+@pytest.mark.parametrize(
+    "removed", [("blobs", "runs"), ("",)], ids=["the blob cache emptied", "the whole amlexec root removed"]
+)
+def test_a_push_after_the_host_lost_its_files_sends_everything_again(
+    connect: Connect, tmp_path: Path, remote_dir: str, removed: tuple[str, ...]
 ) -> None:
     # Given a snapshot pushed once (this process now knows the host holds its blobs)
     project = tmp_path / "proj"
@@ -183,26 +188,9 @@ def test_a_push_after_the_host_cache_was_cleared_sends_everything_again(
     conn = connect(0)
     sync = BlobSync(conn, root=remote_dir)
     sync.push(snapshot, "runs/a/wd")
-    # When someone empties the host's cache behind its back and the snapshot is pushed again
-    conn.run(["sh", "-c", f'rm -rf "$HOME"/{remote_dir[2:]}/blobs "$HOME"/{remote_dir[2:]}/runs'])
+    # When someone removes files of the host behind its back and the snapshot is pushed again
+    conn.run(["sh", "-c", "rm -rf " + " ".join(f'"$HOME"/{remote_dir[2:]}/{part}' for part in removed)])
     stats = sync.push(snapshot, "runs/b/wd")
-    # Then the push noticed, asked the host, and sent every blob: the work dir is whole
+    # Then the push noticed, asked the host, and sent every blob: root, cache and work dir are whole
     assert (stats.blobs_sent, stats.round_trips) == (30, 2)
-    assert remote_tree(conn, f"{remote_dir}/runs/b/wd") == expected_tree(snapshot)
-
-
-def test_a_push_after_the_whole_amlexec_root_was_removed_makes_it_again(
-    connect: Connect, tmp_path: Path, remote_dir: str
-) -> None:
-    # Given a snapshot pushed once, then the host's whole amlexec root removed
-    project = tmp_path / "proj"
-    make_project(project, 10)
-    snapshot = SnapshotStore(tmp_path / "amlexec-home").take(project)
-    conn = connect(0)
-    sync = BlobSync(conn, root=remote_dir)
-    sync.push(snapshot, "runs/a/wd")
-    conn.run(["sh", "-c", f'rm -rf "$HOME"/{remote_dir[2:]}'])
-    # When it is pushed again, then the root, its cache and the work dir are made again
-    stats = sync.push(snapshot, "runs/b/wd")
-    assert stats.blobs_sent == 10
     assert remote_tree(conn, f"{remote_dir}/runs/b/wd") == expected_tree(snapshot)

@@ -61,7 +61,7 @@ def _import_docker() -> Any:
     return docker
 
 
-def ssh_support(docker: Any) -> None:
+def ssh_support() -> None:
     """docker-py's ssh:// transport, for an engine reached that way (imports paramiko now)."""
     import docker.api.client as api_client
     import docker.transport as transport
@@ -77,7 +77,7 @@ def connect_engine(settings: DockerSettings) -> Any:
     environment = {**os.environ, "DOCKER_HOST": settings.docker_host}
     docker = docker_module()
     if settings.docker_host.startswith("ssh://"):
-        ssh_support(docker)
+        ssh_support()
     return docker.from_env(environment=environment, timeout=CLIENT_TIMEOUT_SECONDS)
 
 
